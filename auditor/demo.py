@@ -1,0 +1,122 @@
+"""``auditor demo``: a bundled example with planted problems, audited end to end.
+
+Builds a train/test split of scikit-learn's digits (8x8 images as 64 pixel columns), plants
+mislabelled and duplicated training rows, trains a small PyTorch classifier (saved as TorchScript),
+audits it all with the default policy into ``OUT/`` and reports how much of what was planted the
+checks found. The gate is expected to fail: that is the point of the planted problems.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MISLABEL_FRACTION = 0.06
+DUPLICATE_FRACTION = 0.03
+
+
+def build_example(data_dir: Path, seed: int = 0) -> dict:
+    """Write train.csv, test.csv, model.pt (TorchScript) and planted.json into ``data_dir``."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(seed)
+    digits = load_digits()
+    X, y = digits.data.astype(np.float32), digits.target.astype(np.int64)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)
+
+    n = len(y_tr)
+    flipped = np.sort(rng.choice(n, int(round(MISLABEL_FRACTION * n)), replace=False))
+    y_noisy = y_tr.copy()
+    y_noisy[flipped] = (y_tr[flipped] + rng.integers(1, 10, len(flipped))) % 10
+
+    clean_rows = np.setdiff1d(np.arange(n), flipped)
+    sources = np.sort(rng.choice(clean_rows, int(round(DUPLICATE_FRACTION * n)), replace=False))
+    X_tr = np.concatenate([X_tr, X_tr[sources]])
+    y_noisy = np.concatenate([y_noisy, y_noisy[sources]])
+    duplicates = np.arange(n, n + len(sources))
+
+    columns = [f"pixel_{i:02d}" for i in range(X.shape[1])]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, feats, labels in (("train", X_tr, y_noisy), ("test", X_te, y_te)):
+        frame = pd.DataFrame(feats.astype(np.int64), columns=columns)
+        frame["label"] = labels
+        frame.to_csv(data_dir / f"{name}.csv", index=False)
+
+    _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed)
+    planted = {
+        "mislabelled_rows": flipped.tolist(),
+        "duplicate_rows": duplicates.tolist(),
+        "duplicate_of": sources.tolist(),
+        "train_rows": int(len(y_noisy)),
+        "test_rows": int(len(y_te)),
+    }
+    (data_dir / "planted.json").write_text(json.dumps(planted, indent=1) + "\n")
+    return planted
+
+
+def _train_model(X, y, path: Path, seed: int) -> None:
+    """A small MLP on pixel values (the model scales its 0..16 inputs itself), saved as TorchScript."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class DigitsMLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(64, 64), nn.ReLU())
+            self.head = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x / 16.0))
+
+    model = DigitsMLP()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt = torch.tensor(X * 16.0, dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.long)
+    for _ in range(150):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+    model.eval()
+    torch.jit.save(torch.jit.script(model), str(path))
+
+
+def _score(found: set[int], planted: set[int]) -> str:
+    hit = len(found & planted)
+    recall = hit / len(planted) if planted else 1.0
+    precision = hit / len(found) if found else 1.0
+    return f"found {hit} of {len(planted)} planted (recall {recall:.2f}, precision {precision:.2f}, {len(found)} flagged)"
+
+
+def run_demo(out: Path, seed: int = 0) -> int:
+    from auditor.cli import EXIT_PASS, EXIT_UNUSABLE, main
+
+    data_dir = out / "data"
+    print(f"building the example in {data_dir} ...")
+    planted = build_example(data_dir, seed)
+    code = main([
+        "run", "--train", str(data_dir / "train.csv"), "--test", str(data_dir / "test.csv"), "--label", "label",
+        "--model", str(data_dir / "model.pt"), "--out", str(out), "--seed", str(seed),
+    ])
+    if code == EXIT_UNUSABLE:
+        return code
+    report = json.loads((out / "report.json").read_text())
+    checks = {c["id"]: c for c in report["checks"]}
+
+    def flagged(check_id: str) -> set[int]:
+        return {r for f in checks[check_id]["findings"] if f.get("dataset") == "train" for r in f.get("rows") or []}
+
+    print("\nplanted problems:")
+    print(f"  mislabelled rows ({len(planted['mislabelled_rows'])}): data.label_issues "
+          + _score(flagged("data.label_issues"), set(planted["mislabelled_rows"])))
+    dups = {r for f in checks["data.duplicates"]["findings"] if "repeat" in f["message"] for r in f.get("rows") or []}
+    print(f"  duplicated rows ({len(planted['duplicate_rows'])}): data.duplicates "
+          + _score(dups, set(planted["duplicate_rows"])))
+    print(f"\ngate: {report['summary']['gate'].upper()} (expected FAIL: the example carries planted problems)")
+    print(f"report: {out / 'report.json'}")
+    return EXIT_PASS
