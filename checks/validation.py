@@ -15,9 +15,9 @@ adds any GX expectation by its GX name and arguments, per dataset (``train``, ``
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from auditor.registry import Check, Params
 from auditor.report import Finding, Outcome
@@ -51,31 +51,33 @@ def expectation_class(name: str):
     return cls
 
 
-def build_expectation(name: str, kwargs: dict[str, Any]):
+def build_expectation(name: str, kwargs: dict[str, Any], index: int | None = None):
     cls = expectation_class(name)
     try:
+        if index is not None:  # GX may return results in another order: tag each expectation
+            return cls(**kwargs, meta={"auditor_index": index})
         return cls(**kwargs)
     except Exception as e:  # GX raises pydantic v1 ValidationError with several lines
         problem = " ".join(str(e).split())
         raise ValueError(f"{name}: invalid arguments: {problem}") from None
 
 
+def _check_item(item: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+    if len(item) != 1:
+        raise ValueError("each expectation is one 'expect_...: {arguments}' mapping")
+    ((name, kwargs),) = item.items()
+    build_expectation(name, kwargs or {})
+    return item
+
+
+ExpectationItem = Annotated[dict[str, dict[str, Any] | None], AfterValidator(_check_item)]
+
+
 class ValidationParams(Params):
     defaults: bool = Field(True, description="run the built-in expectations")
-    expectations: dict[Scope, list[dict[str, dict[str, Any]]]] = Field(
+    expectations: dict[Scope, list[ExpectationItem]] = Field(
         default_factory=dict, description="GX expectations by name and arguments, per dataset or for all"
     )
-
-    @field_validator("expectations")
-    @classmethod
-    def _known(cls, v: dict[str, list[dict[str, dict[str, Any]]]]) -> dict:
-        for scope, items in v.items():
-            for i, item in enumerate(items):
-                if len(item) != 1:
-                    raise ValueError(f"{scope}[{i}]: each expectation is one 'name: {{arguments}}' mapping")
-                ((name, kwargs),) = item.items()
-                build_expectation(name, kwargs or {})
-        return v
 
 
 def _default_suite(ds: "Dataset", frame: "pd.DataFrame", train_columns: list[str] | None) -> list[tuple[str, dict]]:
@@ -143,8 +145,8 @@ class Validation(Check):
                     items.append((name, dict(kwargs or {})))
             ctx.progress.step(f"validating {ds.name} ({len(items)} expectations)")
             suite = gx.ExpectationSuite(name=f"auditor-{ds.name}")
-            for name, kwargs in items:
-                suite.add_expectation(build_expectation(name, kwargs))
+            for index, (name, kwargs) in enumerate(items):
+                suite.add_expectation(build_expectation(name, kwargs, index))
             suite = context.suites.add(suite)
             batch = (
                 source.add_dataframe_asset(ds.name)
@@ -153,7 +155,9 @@ class Validation(Check):
             )
             result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
             failed = 0
-            for (name, kwargs), r in zip(items, result.results):
+            by_index = {int(r.expectation_config.meta["auditor_index"]): r for r in result.results}
+            for index, (name, kwargs) in enumerate(items):
+                r = by_index[index]
                 if r.success:
                     continue
                 failed += 1
