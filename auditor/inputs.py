@@ -8,6 +8,7 @@ missing label column. Row ``i`` is the i-th data row of the file, counted from 0
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -165,9 +166,12 @@ def load_dataset(
     if suffix not in TABLE_FORMATS and suffix not in ARRAY_FORMATS:
         known = ", ".join(sorted(set(TABLE_FORMATS) | set(ARRAY_FORMATS)))
         raise InputError(f"unknown file extension {suffix or '(none)'!r} (supported: {known})", path)
-    if path.stat().st_size == 0:
-        raise InputError("file is empty", path)
-    digest = sha256_file(path)
+    try:
+        if path.stat().st_size == 0:
+            raise InputError("file is empty", path)
+        digest = sha256_file(path)
+    except OSError as e:
+        raise InputError(f"cannot read file: {e.strerror or _one_line(e)}", path) from None
     if suffix in ARRAY_FORMATS:
         X, y = _read_npz(path)
         return Dataset(name=name, path=path, sha256=digest, format="npz", label="label", X=X, y=y)
@@ -175,7 +179,7 @@ def load_dataset(
     fmt = TABLE_FORMATS[suffix]
     frame = _read_table(path, fmt)
     if len(frame) == 0:
-        raise InputError("has a header but no data rows", path)
+        raise InputError("has a header but no data rows" if fmt == "csv" else "has no data rows", path)
     if frame.columns.duplicated().any():
         dup = frame.columns[frame.columns.duplicated()][0]
         raise InputError(f"duplicate column name {dup!r}", path)
@@ -198,8 +202,6 @@ def _cols(frame: "pd.DataFrame") -> str:
 
 
 def _read_table(path: Path, fmt: str) -> "pd.DataFrame":
-    import pyarrow as pa
-
     try:
         if fmt == "csv":
             from pyarrow import csv
@@ -213,24 +215,57 @@ def _read_table(path: Path, fmt: str) -> "pd.DataFrame":
             from pyarrow import json
 
             table = json.read_json(path)
-    except (pa.ArrowInvalid, pa.ArrowException, OSError, ValueError) as e:
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ValueError, ...: all mean "unreadable"
         msg = _one_line(e)
         if fmt == "csv" and "Empty CSV file" in msg:
             raise InputError("file is empty", path) from None
+        if fmt == "csv" and "Expected" in msg and "columns" in msg:
+            ragged = _ragged_row(path)
+            if ragged:
+                raise InputError(f"ragged CSV: {ragged}", path) from None
         raise InputError(f"cannot read {fmt.upper()}: {msg}", path) from None
     if table.num_columns == 0:
         raise InputError("has no columns", path)
     try:
         frame = table.to_pandas()
-    except (pa.ArrowException, ValueError, TypeError) as e:
+    except Exception as e:
         raise InputError(f"cannot convert to a table: {_one_line(e)}", path) from None
     frame.columns = [str(c) for c in frame.columns]
     return frame.reset_index(drop=True)
 
 
+def _ragged_row(path: Path) -> str | None:
+    """The first data row whose field count differs from the header's, described (only on the error path)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return None
+            row = -1
+            for fields in reader:
+                if not fields:  # blank lines are skipped, like the reader does
+                    continue
+                row += 1
+                if len(fields) != len(header):
+                    many = "many" if len(fields) > len(header) else "few"
+                    return (f"data row {row} (line {reader.line_num}) has too {many} fields: "
+                            f"{len(fields)}, expected {len(header)}")
+    except (OSError, csv.Error):
+        return None
+    return None
+
+
 def _read_npz(path: Path) -> "tuple[np.ndarray, np.ndarray]":
     import numpy as np
 
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        what = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
+        raise InputError(f"broken NPZ: {what}; expected an .npz archive (numpy.savez) with arrays 'X' and 'y'", path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
@@ -244,7 +279,8 @@ def _read_npz(path: Path) -> "tuple[np.ndarray, np.ndarray]":
         if "allow_pickle" in str(e):
             raise InputError("NPZ holds object arrays (pickled Python objects); refusing to unpickle", path) from None
         raise InputError(f"broken NPZ: {_one_line(e)}", path) from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, TypeError, AttributeError, RuntimeError,
+            NotImplementedError) as e:  # truncated or corrupted members, unsupported compression, ...
         raise InputError(f"broken NPZ: {_one_line(e)}", path) from None
     if X.ndim < 1 or X.shape[0] == 0:
         raise InputError("NPZ array 'X' has no rows", path)
