@@ -66,7 +66,7 @@ class Dataset:
             return self.y
         if self.label is None:
             return None
-        return self.frame[self.label].to_numpy()
+        return self.frame[self.label].to_numpy(copy=True)  # pandas copy-on-write hands out read-only views
 
     def features(self) -> "pd.DataFrame":
         """Feature columns as a table (arrays flattened, or summarised when very wide)."""
@@ -115,7 +115,7 @@ class Dataset:
                 "exclude them (--exclude) or give the policy a transform",
                 self.path,
             )
-        return self.frame[cols].to_numpy(dtype=np.float32, na_value=np.nan)
+        return self.frame[cols].to_numpy(dtype=np.float32, na_value=np.nan, copy=True)
 
     def text_columns(self) -> list[str]:
         """String feature columns long enough to be free text."""
