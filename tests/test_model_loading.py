@@ -381,6 +381,7 @@ def test_tables_load_with_row_counts_and_auto_label(fmt, tmp_path):
     np.testing.assert_array_equal(ds.labels(), frame["label"].to_numpy())
     X = ds.model_input()
     assert X.dtype == np.float32 and X.shape == (23, 4)
+    assert X.flags.writeable and ds.labels().flags.writeable  # callers may edit them in place
     np.testing.assert_allclose(X, frame[["a", "b", "c", "d"]].to_numpy(), rtol=1e-6)
 
 
