@@ -91,6 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("auditor: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug of ours: still one line and exit 2, unless debugging
+        if os.environ.get("AUDITOR_DEBUG"):
+            raise
+        problem = " ".join(str(e).split())[:300]
+        print(f"auditor: internal error: {type(e).__name__}: {problem} (set AUDITOR_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return EXIT_UNUSABLE
     return EXIT_UNUSABLE
 
 
@@ -130,15 +137,18 @@ def load_inputs(args: argparse.Namespace, policy, progress):
     exclude = list(dict.fromkeys([*policy.exclude, *args.exclude]))
     train = test = model = None
     if args.train is not None:
-        progress.message(f"reading {args.train}")
-        train = load_dataset(args.train, "train", label=label, exclude=exclude)
+        with progress.status(f"reading {args.train}"):
+            train = load_dataset(args.train, "train", label=label, exclude=exclude)
         label = label or train.label
     if args.test is not None:
-        progress.message(f"reading {args.test}")
-        test = load_dataset(args.test, "test", label=label, exclude=exclude)
+        with progress.status(f"reading {args.test}"):
+            test = load_dataset(args.test, "test", label=label, exclude=exclude)
     if args.model is not None:
-        progress.message(f"loading {args.model}")
-        model = load_model(args.model, factory=args.model_factory)
+        with progress.status(f"loading {args.model}"):
+            model = load_model(args.model, factory=args.model_factory)
+        for ds in (train, test):
+            if ds is not None:
+                ds.check_model_features()
     seed = args.seed if args.seed is not None else policy.seed
     return AuditContext(policy=policy, seed=seed, train=train, test=test, model=model, progress=progress)
 

@@ -107,15 +107,23 @@ class Dataset:
 
         if self.is_array:
             return np.ascontiguousarray(self.X, dtype=np.float32)
-        cols = self.feature_columns
-        bad = [c for c in cols if not _is_numeric(self.frame[c])]
+        self.check_model_features()
+        return self.frame[self.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan, copy=True)
+
+    def check_model_features(self) -> None:
+        """Raise InputError (exit 2, before auditing) when a feature column cannot become a float tensor."""
+        import pandas as pd
+
+        if self.is_array:
+            return
+        bad = [c for c in self.feature_columns
+               if not (_is_numeric(self.frame[c]) or pd.api.types.is_bool_dtype(self.frame[c]))]
         if bad:
             raise InputError(
-                f"non-numeric feature column(s) {', '.join(bad[:5])} cannot be fed to the model; "
-                "exclude them (--exclude) or give the policy a transform",
+                f"non-numeric feature column(s) {', '.join(map(repr, bad[:5]))} cannot be fed to the model; "
+                "leave them out with --exclude (or the policy's exclude)",
                 self.path,
             )
-        return self.frame[cols].to_numpy(dtype=np.float32, na_value=np.nan, copy=True)
 
     def text_columns(self) -> list[str]:
         """String feature columns long enough to be free text."""

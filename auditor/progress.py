@@ -37,6 +37,14 @@ class ConsoleProgress:
         if not self.quiet:
             self.console.print(text)
 
+    def status(self, text: str):
+        """A transient spinner on a terminal (gone before any error line), nothing otherwise."""
+        import contextlib
+
+        if self.live:
+            return self.console.status(text)
+        return contextlib.nullcontext()
+
     def start(self, check_id: str, index: int, total: int) -> None:
         self._index, self._total = index, total
         if self._progress is not None:

@@ -23,7 +23,7 @@ def design_matrix(features: "pd.DataFrame", text_columns: list[str] = ()) -> "np
             continue
         s = features[col]
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-            v = s.to_numpy(dtype=float, na_value=np.nan)
+            v = np.array(s.to_numpy(dtype=float, na_value=np.nan), dtype=float, copy=True)
             v[~np.isfinite(v)] = np.nan
             if np.all(np.isnan(v)):
                 continue
@@ -56,13 +56,15 @@ def out_of_sample_proba(X: "np.ndarray", y: "np.ndarray", folds: int, seed: int)
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     n_classes = int(y.max()) + 1
     smallest = int(np.bincount(y, minlength=n_classes).min())
     k = max(2, min(folds, smallest))
     proba = np.zeros((len(y), n_classes))
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
+    # small dense problems: BLAS threads cost far more than they save (3 s vs 0.07 s per fit on digits)
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message=".*least populated class.*")
         for train_idx, hold_idx in splitter.split(X, y):

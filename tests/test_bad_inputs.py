@@ -257,6 +257,20 @@ def test_empty_model_file_exits_2(tmp_path, capsys, good_csv):
     assert_refused(rc, err, out, bad, "empty")
 
 
+def test_non_numeric_feature_with_a_model_exits_2_before_auditing(tmp_path, capsys):
+    import torch
+
+    train = tmp_path / "train.csv"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0], "city": ["x", "y", "z"], "label": [0, 1, 0]}).to_csv(train, index=False)
+    model = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(model))
+    out = tmp_path / "out"
+    rc, err = run_cli(capsys, out, "--train", str(train), "--model", str(model))
+    assert_refused(rc, err, out, train, "'city'", "--exclude")
+    rc, err = run_cli(capsys, out, "--train", str(train), "--model", str(model), "--exclude", "city")
+    assert rc in (0, 1), err
+
+
 # --- through a real process -----------------------------------------------------------------------
 
 
