@@ -23,8 +23,11 @@ MIN_ROWS_PER_CLASS = 2
 
 class LabelIssuesParams(Params):
     max_fraction: float = Field(0.02, ge=0, le=1, description="fail when more than this fraction of rows is flagged")
-    cv_folds: int = Field(5, ge=2, le=20, description="folds for the cross-validated baseline")
-    filter_by: Literal["prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given"] = "prune_by_noise_rate"
+    cv_folds: int = Field(10, ge=2, le=20, description="folds for the cross-validated baseline")
+    filter_by: Literal[
+        "low_self_confidence", "low_normalized_margin", "prune_by_noise_rate", "prune_by_class", "both",
+        "confident_learning", "predicted_neq_given",
+    ] = "prune_by_class"
     pred_probs: str | None = Field(None, description="path to out-of-sample predicted probabilities (.npy)")
     max_classes: int = Field(1000, ge=2, description="labels with more distinct values are treated as continuous")
 
@@ -74,11 +77,13 @@ class LabelIssues(Check):
             metrics["pred_probs_source"] = params.pred_probs
         else:
             ctx.progress.step(f"cross-validating a baseline on {len(rows)} rows")
-            X = design_matrix(ds.features(), ds.text_columns())[rows]
-            if X.shape[1] == 0:
+            features = ds.features().iloc[rows].reset_index(drop=True)
+            if design_matrix(features, ds.text_columns()).shape[1] == 0:
                 return Outcome.skipped("no usable feature columns for the baseline model")
-            proba, folds = out_of_sample_proba(X, y, params.cv_folds, ctx.check_seed())
-            metrics["pred_probs_source"] = f"logistic regression, {folds}-fold cross-validation"
+            proba, folds = out_of_sample_proba(features, y, params.cv_folds, ctx.check_seed(), ds.text_columns())
+            metrics["pred_probs_source"] = (
+                f"logistic regression x gradient boosting (geometric mean), {folds}-fold cross-validation"
+            )
             metrics["baseline_accuracy"] = round(float((proba.argmax(1) == y).mean()), 4)
         ranked = find_label_issues(
             labels=y, pred_probs=proba, filter_by=params.filter_by, return_indices_ranked_by="self_confidence"

@@ -1,0 +1,32 @@
+"""The bundled demo: planted problems are written, audited and found."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+
+from auditor.cli import main
+from auditor.formats.json_report import schema
+
+
+def test_demo_builds_audits_and_finds_the_planted_problems(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    planted = json.loads((out / "data" / "planted.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, schema())
+    assert report["summary"]["gate"] == "fail"
+    checks = {c["id"]: c for c in report["checks"]}
+    assert all(c["status"] != "error" for c in checks.values()), [c.get("reason") for c in checks.values()]
+
+    flagged = {r for f in checks["data.label_issues"]["findings"] for r in f["rows"]}
+    mislabelled = set(planted["mislabelled_rows"])
+    assert len(flagged & mislabelled) / len(mislabelled) >= 0.85
+    assert len(flagged & mislabelled) / len(flagged) >= 0.75
+
+    dups = {r for f in checks["data.duplicates"]["findings"] if "repeat" in f["message"] for r in f["rows"]}
+    assert dups == set(planted["duplicate_rows"])
+    assert "planted problems" in printed and "data.label_issues found" in printed
+    assert {s["kind"] for s in report["subjects"]} == {"dataset", "model", "policy"}
