@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     trust = ver.add_mutually_exclusive_group()
     trust.add_argument("--cert", type=Path, metavar="PATH", help="the signer's certificate (PEM or DER) to trust")
     trust.add_argument("--key", type=Path, metavar="PATH", help="the signer's public key (PEM or DER)")
+    ver.add_argument("--tsa-cert", type=Path, metavar="PATH",
+                     help="a timestamp authority certificate to trust (for reports signed with --tsa-url)")
     ver.add_argument("--quiet", action="store_true", help="print only the verdict")
 
     keygen = sub.add_parser("keygen", help="an encrypted signing key and a self-signed document-signing certificate",
@@ -191,7 +193,7 @@ def load_signer(args: argparse.Namespace):
 def cmd_verify(args: argparse.Namespace) -> int:
     from auditor.signing import verify
 
-    result = verify(args.path, cert=args.cert, key=args.key)
+    result = verify(args.path, cert=args.cert, key=args.key, tsa_cert=args.tsa_cert)
     if not args.quiet:
         for status, text in result.lines:
             print(f"{status:<5} {text}")

@@ -31,6 +31,7 @@ MAX_FINDINGS = 25
 MAX_ROWS_SHOWN = 12
 MAX_METRIC_ROWS = 40
 MAX_CHART_BARS = 25
+MAX_DRIFT_ROWS = 15  # non-drifted features listed after every drifted one
 
 
 # ----------------------------------------------------------------------------- text helpers
@@ -66,7 +67,10 @@ def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, An
     out: list[tuple[str, Any]] = []
     for key, value in metrics.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):
+            if not value:
+                out.append((name, "(none)"))
+                continue
             if len(value) > MAX_METRIC_ROWS:
                 out.append((name, value))
             else:
@@ -83,6 +87,29 @@ def _rows_text(rows: Iterable[int] | None) -> str:
     shown = ", ".join(str(r) for r in rows[:MAX_ROWS_SHOWN])
     more = len(rows) - MAX_ROWS_SHOWN
     return shown + (f" ... (+{more} more)" if more > 0 else "")
+
+
+def _nice_ticks(vmax: float, n: int = 4) -> list[float]:
+    """Round tick values from 0 covering ``vmax`` (steps of 1, 2, 2.5 or 5 times a power of ten)."""
+    import math
+
+    if not vmax or vmax <= 0 or not math.isfinite(vmax):
+        return [0.0, 0.25, 0.5, 0.75, 1.0]
+    raw = vmax / n
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    count = max(1, math.ceil(vmax / step - 1e-9))
+    return [round(i * step, 10) for i in range(count + 1)]
+
+
+def _tick_label(v: float, ticks: list[float]) -> str:
+    import math
+
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    exponent = math.floor(math.log10(step))
+    mantissa = round(step / 10**exponent, 6)
+    decimals = max(0, -exponent + (1 if mantissa == 2.5 else 0))
+    return f"{v:.{decimals}f}"
 
 
 def _worst(statuses: Iterable[str]) -> str | None:
@@ -158,7 +185,7 @@ class _Builder:
         widths = [w * self.width / total for w in widths]
         cells = [[c if not isinstance(c, (str, int, float)) and c is not None else self.cell(_fmt(c)) for c in row]
                  for row in rows]
-        t = Table(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
+        t = Table(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT", spaceAfter=5)
         cmds = [
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ("GRID", (0, 0), (-1, -1), 0.25, self.colors.HexColor("#d0d7de")),
@@ -323,16 +350,21 @@ class _Builder:
         if c.id == "data.drift" and isinstance(metrics.get("per_feature"), Mapping):
             story += self.drift_table(metrics)
         if c.findings:
-            rows = [self.header_row("Finding", "Dataset", "Rows", "First rows (0-based)")]
-            for f in c.findings[:MAX_FINDINGS]:
-                rows.append([self.cell(f.message), self.cell(f.dataset or "-"),
-                             self.cell(len(f.rows) if f.rows is not None else "-"), self.cell(_rows_text(f.rows))])
-            story += [self.p(f"Findings ({len(c.findings)})", "h3"), self.table(rows, [5, 1, 0.7, 3])]
+            if any(f.dataset is not None or f.rows is not None for f in c.findings):
+                rows = [self.header_row("Finding", "Dataset", "Rows", "First rows (0-based)")]
+                for f in c.findings[:MAX_FINDINGS]:
+                    rows.append([self.cell(f.message), self.cell(f.dataset or "-"),
+                                 self.cell(len(f.rows) if f.rows is not None else "-"), self.cell(_rows_text(f.rows))])
+                table = self.table(rows, [5, 1, 0.7, 3])
+            else:
+                rows = [self.header_row("Finding")] + [[self.cell(f.message)] for f in c.findings[:MAX_FINDINGS]]
+                table = self.table(rows, [1])
+            story += [self.p(f"Findings ({len(c.findings)})", "h3"), table]
             if len(c.findings) > MAX_FINDINGS:
                 story.append(self.p(f"... and {len(c.findings) - MAX_FINDINGS} more findings; report.json lists "
                                     "every finding and every flagged row.", "small"))
         elif c.status not in ("skipped", "error"):
-            story.append(self.p("No findings.", "small"))
+            story.append(self.p("<i>No findings.</i>", "small"))
         if c.controls:
             story.append(self.p("<b>Controls:</b> " + ", ".join(_esc(x) for x in c.controls), "small"))
         if c.traceback:
@@ -362,16 +394,18 @@ class _Builder:
         per = metrics["per_feature"]
         items = sorted(((k, v) for k, v in per.items() if isinstance(v, Mapping)),
                        key=lambda kv: (not kv[1].get("drifted"), -float(kv[1].get("effect") or 0)))
+        drifted = sum(1 for _, v in items if v.get("drifted"))
+        limit = min(len(items), drifted + MAX_DRIFT_ROWS, 150)
         rows = [self.header_row("Feature", "Test", "Statistic", "Effect", "p", "Adjusted p", "Drifted")]
-        for k, v in items[:MAX_METRIC_ROWS]:
+        for k, v in items[:limit]:
             rows.append([self.cell(k), self.cell(v.get("test", "-")), self.cell(_fmt(v.get("statistic"))),
                          self.cell(_fmt(v.get("effect"))), self.cell(_fmt(v.get("p_value"))),
                          self.cell(_fmt(v.get("p_adjusted"))),
-                         self.status("fail") if v.get("drifted") else self.cell("no")])
-        out = [self.p(f"Per feature ({len(items)} tested; drifted first, then by effect)", "h3"),
+                         self.p('<font color="#cf222e"><b>YES</b></font>', "cell") if v.get("drifted") else self.cell("no")])
+        out = [self.p(f"Per feature ({len(items)} tested, {drifted} drifted; drifted first, then by effect)", "h3"),
                self.table(rows, [3, 0.8, 1, 1, 1.1, 1.1, 0.8])]
-        if len(items) > MAX_METRIC_ROWS:
-            out.append(self.p(f"... {len(items) - MAX_METRIC_ROWS} more features in report.json.", "small"))
+        if len(items) > limit:
+            out.append(self.p(f"... {len(items) - limit} more features in report.json.", "small"))
         return out
 
     def class_chart(self, metrics: Mapping[str, Any]):
@@ -394,11 +428,12 @@ class _Builder:
         d = Drawing(width, height)
         d.add(String(0, height - 12, title, fontName="Helvetica-Bold", fontSize=8))
         plot_x, plot_w = label_w + 4, width - label_w - 44
-        vmax = max([b[1] for b in bars] + [threshold or 0]) * 1.1 or 1.0
+        ticks = _nice_ticks(max([b[1] for b in bars] + [threshold or 0]) * 1.05)
+        vmax = ticks[-1]
         y = height - top
         for name, value, flagged in bars:
             y -= bar_h + gap
-            label = name if len(name) <= 26 else name[:24] + "..."
+            label = name if len(name) <= 26 else name[:12] + "..." + name[-11:]
             d.add(String(label_w, y + 1.5, label, fontName="Helvetica", fontSize=7, textAnchor="end"))
             w = plot_w * value / vmax
             d.add(Rect(plot_x, y, max(w, 0.5), bar_h, fillColor=self.colors.HexColor("#cf222e" if flagged else "#8c959f"),
@@ -406,11 +441,10 @@ class _Builder:
             d.add(String(plot_x + w + 3, y + 1.5, f"{value:.3f}", fontName="Helvetica", fontSize=6.5))
         axis_y = y - 4
         d.add(Line(plot_x, axis_y, plot_x + plot_w, axis_y, strokeWidth=0.5))
-        for i in range(5):
-            v = vmax * i / 4
-            x = plot_x + plot_w * i / 4
+        for v in ticks:
+            x = plot_x + plot_w * v / vmax
             d.add(Line(x, axis_y, x, axis_y - 2, strokeWidth=0.5))
-            d.add(String(x, axis_y - 9, f"{v:.2f}", fontName="Helvetica", fontSize=6.5, textAnchor="middle"))
+            d.add(String(x, axis_y - 9, _tick_label(v, ticks), fontName="Helvetica", fontSize=6.5, textAnchor="middle"))
         if threshold is not None:
             x = plot_x + plot_w * threshold / vmax
             d.add(Line(x, axis_y, x, height - top, strokeColor=self.colors.HexColor("#0969da"), strokeWidth=0.8,
@@ -432,15 +466,16 @@ class _Builder:
             d.add(Rect(x, height - 13, 8, 8, fillColor=self.colors.HexColor(palette[i % 4]), strokeColor=None))
             d.add(String(x + 11, height - 12, name, fontName="Helvetica", fontSize=7))
         plot_w, plot_h = width - left - 4, height - bottom - top
-        vmax = max((v for _, vals in bars for v in vals), default=1.0) * 1.1 or 1.0
+        ticks = _nice_ticks(max((v for _, vals in bars for v in vals), default=1.0) * 1.05)
+        vmax = ticks[-1]
         group_w = plot_w / max(len(bars), 1)
         bw = min(group_w * 0.8 / max(len(series), 1), 18)
         d.add(Line(left, bottom, left + plot_w, bottom, strokeWidth=0.5))
         d.add(Line(left, bottom, left, bottom + plot_h, strokeWidth=0.5))
-        for i in range(5):
-            v = vmax * i / 4
-            y = bottom + plot_h * i / 4
-            d.add(String(left - 3, y - 2, f"{v:.2f}", fontName="Helvetica", fontSize=6, textAnchor="end"))
+        for v in ticks:
+            y = bottom + plot_h * v / vmax
+            d.add(Line(left - 2, y, left, y, strokeWidth=0.5))
+            d.add(String(left - 3, y - 2, _tick_label(v, ticks), fontName="Helvetica", fontSize=6, textAnchor="end"))
         for gi, (name, vals) in enumerate(bars):
             gx = left + gi * group_w + (group_w - bw * len(vals)) / 2
             for si, v in enumerate(vals):

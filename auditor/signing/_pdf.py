@@ -66,7 +66,19 @@ class PdfSignature:
     level: str  # "B-B" or "B-T"
     signing_time: str | None
     timestamp: str | None
+    timestamp_trusted: bool | None  # None without a timestamp
     summary: str
+
+
+def _quiet_pyhanko_logs() -> None:
+    """pyHanko logs validation problems with tracebacks; the verdict says what matters, once."""
+    import logging
+
+    for name in ("pyhanko", "pyhanko_certvalidator"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
+        logger.propagate = False
 
 
 def _der_length(data: bytes) -> int:
@@ -102,12 +114,14 @@ def _check_contents_bytes(raw: bytes, sig) -> None:
         raise InvalidPdfSignature("the signature value was altered (data after the signature)")
 
 
-def verify(data: bytes, *, trust_cert=None, public_key=None) -> PdfSignature:
+def verify(data: bytes, *, trust_cert=None, public_key=None, tsa_certs=()) -> PdfSignature:
     """Validate the single PAdES signature of ``data``.
 
     ``trust_cert``: the certificate to trust (signer or its issuer); ``public_key``: the signer's key must be
     this one; neither: the signer certificate embedded in the PDF is taken as its own trust root (integrity
-    only). Raises InvalidPdfSignature for anything short of a valid, unaltered signature.
+    only). ``tsa_certs``: timestamp authority certificates to trust. A timestamp whose authority is not
+    trusted is accepted when the token itself is intact and valid (``timestamp_trusted`` is then False).
+    Raises InvalidPdfSignature for anything short of a valid, unaltered signature.
     """
     from asn1crypto import x509 as asn1_x509
     from cryptography import x509
@@ -117,6 +131,7 @@ def verify(data: bytes, *, trust_cert=None, public_key=None) -> PdfSignature:
 
     from auditor.signing._keys import spki_der
 
+    _quiet_pyhanko_logs()
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=True)
         sigs = reader.embedded_signatures
@@ -138,24 +153,31 @@ def verify(data: bytes, *, trust_cert=None, public_key=None) -> PdfSignature:
     if public_key is not None and spki_der(signer_cert.public_key()) != spki_der(public_key):
         raise InvalidPdfSignature("signed by another key than the one given")
     root = trust_cert if trust_cert is not None else signer_cert
-    context = ValidationContext(trust_roots=[asn1_x509.Certificate.load(_cert_der(root))], allow_fetching=False)
+    roots = [asn1_x509.Certificate.load(_cert_der(c)) for c in (root, *tsa_certs)]
+    context = ValidationContext(trust_roots=roots, allow_fetching=False)
     try:
         status = validate_pdf_signature(sig, context)
     except Exception as e:
         raise InvalidPdfSignature(f"the signature cannot be validated ({type(e).__name__}: {e})") from None
+    ts = status.timestamp_validity
     if not status.bottom_line:
-        raise InvalidPdfSignature(f"the PDF signature is not valid ({status.summary()})")
+        own_ok = (status.intact and status.valid and status.trusted and status.seed_value_ok
+                  and (status.docmdp_ok or status.modification_level is None)
+                  and status.content_timestamp_validity is None)
+        ts_only_untrusted = ts is not None and ts.intact and ts.valid and not ts.trusted
+        if not (own_ok and ts_only_untrusted):
+            raise InvalidPdfSignature(f"the PDF signature is not valid ({status.summary()})")
     from pyhanko.sign.validation.status import SignatureCoverageLevel
 
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
         raise InvalidPdfSignature(f"the signature does not cover the entire file ({status.coverage.name})")
-    ts = getattr(status, "timestamp_validity", None)
     return PdfSignature(
         signer=signer_cert.subject.rfc4514_string(),
         certificate=signer_cert,
         level="B-T" if ts is not None else "B-B",
         signing_time=status.signer_reported_dt.isoformat() if status.signer_reported_dt else None,
         timestamp=ts.timestamp.isoformat() if ts is not None else None,
+        timestamp_trusted=bool(ts.trusted) if ts is not None else None,
         summary=status.summary(),
     )
 

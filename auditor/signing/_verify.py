@@ -120,9 +120,9 @@ def _check_subjects(statement: dict, folder: Path, v: Verification) -> set[str]:
     return matched
 
 
-def _check_pdf(path: Path, v: Verification, *, trust_cert=None, public_key=None) -> None:
+def _check_pdf(path: Path, v: Verification, *, trust_cert=None, public_key=None, tsa_certs=()) -> None:
     try:
-        result = _pdf.verify(path.read_bytes(), trust_cert=trust_cert, public_key=public_key)
+        result = _pdf.verify(path.read_bytes(), trust_cert=trust_cert, public_key=public_key, tsa_certs=tsa_certs)
     except _pdf.InvalidPdfSignature as e:
         v.fail(f"{path.name}: {e}")
         return
@@ -131,9 +131,12 @@ def _check_pdf(path: Path, v: Verification, *, trust_cert=None, public_key=None)
         return
     when = f", timestamped {result.timestamp}" if result.timestamp else ""
     v.ok(f"{path.name}: PAdES {result.level} signature valid, no change after signing (signer {result.signer}{when})")
+    if result.timestamp_trusted is False:
+        v.warn(f"{path.name}: the timestamp token is intact but its authority is not trusted here (give --tsa-cert)")
 
 
-def verify(path: str | Path, cert: str | Path | None = None, key: str | Path | None = None) -> Verification:
+def verify(path: str | Path, cert: str | Path | None = None, key: str | Path | None = None,
+           tsa_cert: str | Path | None = None) -> Verification:
     """Verify a report (report.json, report.dsse.json or report.pdf) and the signed files beside it."""
     path = Path(path)
     if cert is not None and key is not None:
@@ -148,6 +151,7 @@ def verify(path: str | Path, cert: str | Path | None = None, key: str | Path | N
         raise AuditorError(f"cannot read: {e.strerror or e}", path) from None
     trust_cert = _keys.load_certificate_file(cert) if cert is not None else None
     trust_key = _keys.load_public_key(key) if key is not None else (trust_cert.public_key() if trust_cert else None)
+    tsa_certs = (_keys.load_certificate_file(tsa_cert),) if tsa_cert is not None else ()
 
     v = Verification()
     folder = path.parent
@@ -162,7 +166,7 @@ def verify(path: str | Path, cert: str | Path | None = None, key: str | Path | N
             if trust_key is None:
                 v.warn("no --cert or --key: the PDF is checked against the certificate it carries "
                        "(integrity only; who signed it is not authenticated)")
-            _check_pdf(path, v, trust_cert=trust_cert, public_key=trust_key)
+            _check_pdf(path, v, trust_cert=trust_cert, public_key=trust_key, tsa_certs=tsa_certs)
         else:
             v.fail(f"{path.name}: not signed (no {ENVELOPE_FILE} beside it)")
         return v
@@ -195,7 +199,7 @@ def verify(path: str | Path, cert: str | Path | None = None, key: str | Path | N
         v.fail(f"{target}: not covered by {envelope_path.name}")
     pdfs = {"report.pdf", *([target] if is_pdf else [])} & matched
     for name in sorted(pdfs):  # the PDF must be signed by the same key as the envelope
-        _check_pdf(folder / name, v, trust_cert=trust_cert, public_key=key_obj)
+        _check_pdf(folder / name, v, trust_cert=trust_cert, public_key=key_obj, tsa_certs=tsa_certs)
     predicate = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
     result = predicate.get("result")
     if result:
