@@ -44,7 +44,7 @@ def prepare_out_dir(out: Path) -> None:
 
 
 def render(report: Report, formats: Sequence[str], identity=None, *, tsa_url: str | None = None,
-           timestamper=None) -> dict[str, bytes]:
+           timestamper=None, out_dir: Path | None = None) -> dict[str, bytes]:
     """File name -> bytes for every format, signed (PDF signature and envelope) when ``identity`` is given."""
     if identity is not None:
         from auditor.signing import attach_signer
@@ -54,7 +54,7 @@ def render(report: Report, formats: Sequence[str], identity=None, *, tsa_url: st
     if identity is not None:
         from auditor.signing import sign_files
 
-        files = sign_files(report, files, identity, tsa_url=tsa_url, timestamper=timestamper)
+        files = sign_files(report, files, identity, tsa_url=tsa_url, timestamper=timestamper, out_dir=out_dir)
     return files
 
 
@@ -103,5 +103,5 @@ def commit(out: Path, files: Mapping[str, bytes]) -> list[Path]:
 def write_report(report: Report, out: Path, formats: Sequence[str], identity=None, *, tsa_url: str | None = None,
                  timestamper=None) -> list[Path]:
     """Render (and sign, with ``identity``) every format, then commit the files atomically."""
-    files = render(report, formats, identity, tsa_url=tsa_url, timestamper=timestamper)
+    files = render(report, formats, identity, tsa_url=tsa_url, timestamper=timestamper, out_dir=out)
     return commit(out, files)

@@ -548,3 +548,17 @@ def test_demo_key_is_generated_once_and_marked_for_demonstration(tmp_path):
     assert "DEMONSTRATION ONLY" in (tmp_path / "keys" / "README.txt").read_text()
     first = key.read_bytes()
     assert demo_key(tmp_path / "keys")[0].read_bytes() == first  # reused, not regenerated
+
+
+def test_inputs_are_found_beside_the_report_when_moved_together(signed, tmp_path, monkeypatch, capsys):
+    moved = tmp_path / "moved"
+    shutil.copytree(signed["in"], moved / "in")
+    shutil.copytree(signed["out"], moved / "out")
+    monkeypatch.chdir(tmp_path)
+    assert _verify(moved / "out" / "report.json", "--cert", str(signed["cert"])) == 0
+    # the copy beside the report is the one checked (not the original at the recorded absolute path)
+    with open(moved / "in" / "train.csv", "ab") as f:
+        f.write(b"1,2,3,4\n")
+    capsys.readouterr()
+    assert main(["verify", str(moved / "out" / "report.json"), "--cert", str(signed["cert"])]) == 1
+    assert "changed since the audit" in capsys.readouterr().out

@@ -22,8 +22,10 @@ def attach_signer(report, identity):
 
 
 def sign_files(report, files: Mapping[str, bytes], identity, *, tsa_url: str | None = None,
-               timestamper=None) -> dict[str, bytes]:
-    """``files`` (name -> bytes, as rendered) with report.pdf signed and report.dsse.json added."""
+               timestamper=None, out_dir=None) -> dict[str, bytes]:
+    """``files`` (name -> bytes, as rendered) with report.pdf signed and report.dsse.json added.
+
+    ``out_dir``: where the files will be written (lets the statement locate the inputs from there)."""
     out = dict(files)
     if "report.pdf" in out:
         reason = (f"Audit report, policy {report.policy.get('name')} v{report.policy.get('version')}: "
@@ -38,6 +40,6 @@ def sign_files(report, files: Mapping[str, bytes], identity, *, tsa_url: str | N
                 raise AuditorError(f"cannot sign the PDF with a timestamp: {type(e).__name__}: {e}", tsa_url) from None
             raise AuditorError(f"cannot sign the PDF: {type(e).__name__}: {e}") from None
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in out.items()}
-    statement = _statement.build(report, digests)
+    statement = _statement.build(report, digests, out_dir)
     out[ENVELOPE_FILE] = _dsse.sign(_statement.encode(statement), identity)
     return out

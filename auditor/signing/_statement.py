@@ -8,6 +8,8 @@ failed (errors count as failed; skipped checks are in none).
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from auditor.signing._dsse import STATEMENT_TYPE
@@ -15,14 +17,28 @@ from auditor.signing._dsse import STATEMENT_TYPE
 PREDICATE_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
 
 
-def build(report, report_files: Mapping[str, str]) -> dict[str, Any]:
+def _from_report(path: str, out_dir: Path | None) -> str | None:
+    """The input's path relative to the report folder, so verify finds it from any working directory."""
+    if out_dir is None:
+        return None
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())).as_posix()
+    except (OSError, ValueError):  # e.g. another drive on Windows
+        return None
+
+
+def build(report, report_files: Mapping[str, str], out_dir: Path | None = None) -> dict[str, Any]:
     """``report_files``: file name in the output folder -> sha256 of the bytes written there."""
     subjects: list[dict[str, Any]] = [
         {"name": name, "digest": {"sha256": digest}, "annotations": {"kind": "report"}}
         for name, digest in report_files.items()
     ]
     for s in report.subjects:
-        subjects.append({"name": s.path, "digest": {"sha256": s.sha256}, "annotations": {"kind": s.kind, "role": s.name}})
+        annotations = {"kind": s.kind, "role": s.name}
+        relative = _from_report(s.path, out_dir)
+        if relative is not None:
+            annotations["path_from_report"] = relative
+        subjects.append({"name": s.path, "digest": {"sha256": s.sha256}, "annotations": annotations})
     by_status: dict[str, list[str]] = {"pass": [], "warn": [], "fail": []}
     for c in report.checks:
         if c.status in ("fail", "error"):

@@ -78,9 +78,13 @@ def _self_asserted_key(folder: Path, v: Verification):
         return None, None
 
 
-def _candidates(recorded: str, folder: Path) -> list[Path]:
+def _candidates(recorded: str, folder: Path, from_report) -> list[Path]:
+    """Where an input may be: its path relative to the report folder (as signed), as recorded, or under the folder."""
+    out = []
+    if isinstance(from_report, str) and from_report:
+        out.append(folder / from_report)
     p = Path(recorded)
-    out = [p]
+    out.append(p)
     if not p.is_absolute():
         out.append(folder / p)
     return out
@@ -109,7 +113,7 @@ def _check_subjects(statement: dict, folder: Path, v: Verification) -> set[str]:
                 v.ok(f"{name}: sha256 matches")
                 matched.add(name)
             continue
-        found = next((c for c in _candidates(name, folder) if c.is_file()), None)
+        found = next((c for c in _candidates(name, folder, annotations.get("path_from_report")) if c.is_file()), None)
         label = f"{name} ({kind or 'input'})"
         if found is None:
             v.note(f"{label}: not found here, digest not checked")
