@@ -239,11 +239,8 @@ def _write_public(path: Path, data: bytes) -> None:
 def _read_source(path: str | Path | None, env_name: str, env: Mapping[str, str], what: str) -> tuple[bytes, str] | None:
     """(bytes, label for messages) from a file, else from an environment variable holding PEM text."""
     if path is not None:
-        p = Path(path)
-        try:
-            return p.read_bytes(), str(p)
-        except OSError as e:
-            raise AuditorError(f"cannot read {what}: {e.strerror or e}", p) from None
+        data, p = _read_file(path, what)
+        return data, str(p)
     value = env.get(env_name)
     if value:
         return value.encode("utf-8"), f"${env_name}"
@@ -350,34 +347,35 @@ def load_identity(
     return Identity(private_key=key, certificate=cert, algorithm=algorithm, keyid=keyid(key.public_key()))
 
 
-def load_public_key(path: str | Path):
-    """A public key for verification: from a PEM/DER public key, a certificate, or (its public half) a key pair."""
-    from cryptography.hazmat.primitives import serialization
-
+def _read_file(path: str | Path, what: str) -> tuple[bytes, Path]:
     p = Path(path)
     try:
-        data = p.read_bytes()
+        return p.read_bytes(), p
     except OSError as e:
-        raise AuditorError(f"cannot read key: {e.strerror or e}", p) from None
+        raise AuditorError(f"cannot read {what}: {e.strerror or e}", p) from None
+
+
+def load_public_key(path: str | Path):
+    """A public key for verification: from a PEM/DER public key or a certificate (never a private key)."""
+    from cryptography.hazmat.primitives import serialization
+
+    data, p = _read_file(path, "key")
     if b"-----BEGIN CERTIFICATE-----" in data:
         return load_certificate(data, str(p)).public_key()
     if b"PRIVATE KEY-----" in data:
         raise AuditorError("this is a private key: give the public key (signing-pub.pem) or the certificate", p)
-    loaders = [serialization.load_pem_public_key] if _looks_pem(data) else [serialization.load_der_public_key]
-    for load in loaders:
-        try:
-            key = load(data)
-        except Exception:
-            continue
+    load = serialization.load_pem_public_key if _looks_pem(data) else serialization.load_der_public_key
+    try:
+        key = load(data)
+    except Exception:
+        raise AuditorError("not a PEM or DER public key", p) from None
+    try:
         algorithm_of(key)
-        return key
-    raise AuditorError("not a PEM or DER public key", p)
+    except AuditorError as e:
+        raise AuditorError(e.problem, p) from None
+    return key
 
 
 def load_certificate_file(path: str | Path):
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise AuditorError(f"cannot read certificate: {e.strerror or e}", p) from None
+    data, p = _read_file(path, "certificate")
     return load_certificate(data, str(p))
