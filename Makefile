@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean pdf-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/auditor demo --out audit-demo
 
-test: $(STAMP)
+# poppler's pdfsig/pdftoppm and qpdf check and render the signed PDF in the tests; on a fresh machine where
+# we are root (CI), install them from Debian; elsewhere the tests that need them say why they skip.
+pdf-tools:
+	@if ! command -v pdfsig >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing poppler-utils and qpdf (pdfsig, pdftoppm) for the PDF signature tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils qpdf >/dev/null; \
+	fi
+
+test: $(STAMP) pdf-tools
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -16,6 +16,7 @@ from auditor import __version__
 
 EXIT_PASS, EXIT_FAIL, EXIT_UNUSABLE = 0, 1, 2
 SEVERITY_CHOICES = ("info", "low", "medium", "high", "critical")
+DEFAULT_FORMATS = "json,pdf,sarif,junit"  # = auditor.formats.DEFAULT_FORMATS (kept literal: fast --help)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,12 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model-factory", metavar="MODULE:FUNCTION",
                      help="builds the architecture for a state_dict model (imported from the working directory)")
     run.add_argument("--out", type=Path, default=Path("audit-report"), help="output folder (default: ./audit-report)")
-    run.add_argument("--format", default="json", help="comma-separated output formats (default: json)")
+    run.add_argument("--format", default=DEFAULT_FORMATS,
+                     help=f"comma-separated output formats (default: {DEFAULT_FORMATS})")
     run.add_argument("--fail-on", choices=SEVERITY_CHOICES, help="lowest severity of a failed check that fails the gate")
     run.add_argument("--seed", type=int, help="random seed (default: the policy's)")
     run.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
                      help="column the model does not use (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sign = run.add_argument_group(
+        "signing", "reports are signed when a key is given (--sign-key, or PEM in $AUDITOR_SIGN_KEY); the key's "
+        "passphrase comes from $AUDITOR_KEY_PASSPHRASE or --passphrase-file, never from the command line")
+    sign.add_argument("--sign-key", type=Path, metavar="PATH", help="private key: PEM (PKCS#8) or PKCS#12 (.p12)")
+    sign.add_argument("--sign-cert", type=Path, metavar="PATH",
+                      help="the key's certificate, PEM (default: from the PKCS#12 file, or $AUDITOR_SIGN_CERT)")
+    sign.add_argument("--passphrase-file", type=Path, metavar="PATH", help="file whose first line is the key's passphrase")
+    sign.add_argument("--tsa-url", metavar="URL", help="RFC 3161 timestamp authority: PAdES B-T instead of B-B")
+    sign.add_argument("--require-signature", action="store_true",
+                      help="exit 2 (before auditing) when no signing key is configured")
 
     pol = sub.add_parser("policy", help="list, show or validate policies")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="ACTION", parser_class=_Parser)
@@ -56,6 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("path", help="policy YAML path or built-in name")
 
     sub.add_parser("checks", help="registered checks and their control mappings")
+
+    ver = sub.add_parser("verify", help="verify a signed report (exit 0 valid, 1 invalid or tampered, 2 unusable input)",
+                         description="Checks the DSSE envelope (report.dsse.json) beside the report, every digest it "
+                         "signs, and the PDF's PAdES signature. Without --cert or --key the report is checked against "
+                         "the certificate it carries: that proves integrity, not who signed it.")
+    ver.add_argument("path", type=Path, help="report.json, report.dsse.json or report.pdf")
+    trust = ver.add_mutually_exclusive_group()
+    trust.add_argument("--cert", type=Path, metavar="PATH", help="the signer's certificate (PEM or DER) to trust")
+    trust.add_argument("--key", type=Path, metavar="PATH", help="the signer's public key (PEM or DER)")
+    ver.add_argument("--tsa-cert", type=Path, metavar="PATH",
+                     help="a timestamp authority certificate to trust (for reports signed with --tsa-url)")
+    ver.add_argument("--quiet", action="store_true", help="print only the verdict")
+
+    keygen = sub.add_parser("keygen", help="an encrypted signing key and a self-signed document-signing certificate",
+                            description="Writes signing-key.pem (PKCS#8, encrypted with the passphrase from "
+                            "$AUDITOR_KEY_PASSPHRASE or --passphrase-file), signing-cert.pem (self-signed, key usage "
+                            "digitalSignature + nonRepudiation) and signing-pub.pem into DIR.")
+    keygen.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the key pair")
+    keygen.add_argument("--passphrase-file", type=Path, metavar="PATH", help="file whose first line is the passphrase")
+    keygen.add_argument("--name", default="auditor report signer", help="certificate common name")
+    keygen.add_argument("--org", help="certificate organisation")
+    keygen.add_argument("--days", type=int, default=730, help="validity in days (default: 730)")
+    keygen.add_argument("--algorithm", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256",
+                        help="key algorithm (default: ecdsa-p256)")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key pair in DIR")
 
     demo = sub.add_parser("demo", help="build the bundled example with planted problems and audit it")
     demo.add_argument("--out", type=Path, default=Path("audit-demo"), help="output folder (default: ./audit-demo)")
@@ -81,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_policy(args)
         if args.command == "checks":
             return cmd_checks()
+        if args.command == "verify":
+            return cmd_verify(args)
+        if args.command == "keygen":
+            return cmd_keygen(args)
         if args.command == "demo":
             from auditor.demo import run_demo
 
@@ -112,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     policy = policy_mod.load(args.policy)
     if args.train is None and args.test is None and args.model is None:
         raise AuditorError("nothing to audit: give --train, --test and/or --model")
+    identity = load_signer(args)
 
     from auditor.progress import ConsoleProgress
 
@@ -122,9 +164,61 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     with progress:
         report = audit(ctx, fail_on=args.fail_on)
-    written = write_report(report, args.out, formats)
+    if identity is not None and not args.quiet:
+        what = "PAdES B-T (timestamped)" if args.tsa_url else "PAdES B-B"
+        print(f"signing as {identity.common_name} ({identity.algorithm}, keyid {identity.keyid[:16]}...): "
+              f"{what} + DSSE envelope", file=sys.stderr)
+    written = write_report(report, args.out, formats, identity, tsa_url=args.tsa_url)
     _print_outcome(report, written)
+    if identity is None:
+        print("auditor: warning: reports written UNSIGNED (no signing key: give --sign-key and --sign-cert, or set "
+              "$AUDITOR_SIGN_KEY); --require-signature makes this an error", file=sys.stderr)
     return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+def load_signer(args: argparse.Namespace):
+    """The signing identity from the options or the environment, or None; exit 2 when it is unusable."""
+    from auditor.errors import AuditorError
+    from auditor.signing import ENV_KEY, load_identity
+
+    identity = load_identity(args.sign_key, args.sign_cert, args.passphrase_file)
+    if identity is None:
+        if args.require_signature:
+            raise AuditorError(f"--require-signature: no signing key (give --sign-key or set ${ENV_KEY})")
+        if args.tsa_url:
+            raise AuditorError("--tsa-url needs a signing key (--sign-key)")
+    return identity
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from auditor.signing import verify
+
+    result = verify(args.path, cert=args.cert, key=args.key, tsa_cert=args.tsa_cert)
+    if not args.quiet:
+        for status, text in result.lines:
+            print(f"{status:<5} {text}")
+    if result.valid:
+        print(f"VALID: {args.path}")
+        return EXIT_PASS
+    reasons = result.failures or ["nothing could be verified"]
+    print(f"INVALID: {args.path}: {reasons[0]}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""))
+    return EXIT_FAIL
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from auditor.errors import AuditorError
+    from auditor.signing import ENV_PASSPHRASE, keygen, read_passphrase
+
+    passphrase = read_passphrase(args.passphrase_file)
+    if passphrase is None:
+        raise AuditorError(f"no passphrase: set ${ENV_PASSPHRASE} or give --passphrase-file (the key is always encrypted)")
+    pair = keygen(args.out, passphrase, name=args.name, organization=args.org, days=args.days,
+                  algorithm=args.algorithm, force=args.force)
+    print(f"wrote {pair.key} (private key, encrypted; keep it secret)")
+    print(f"wrote {pair.cert} (self-signed certificate: for --sign-cert, and for verifiers)")
+    print(f"wrote {pair.public} (public key)")
+    print(f"keyid {pair.keyid} ({pair.algorithm}, valid until {pair.not_after:%Y-%m-%d})")
+    return EXIT_PASS
 
 
 def load_inputs(args: argparse.Namespace, policy, progress):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 ENV_PACKAGES = (
     "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "torch", "great-expectations", "cleanlab",
-    "pydantic", "adversarial-robustness-toolbox",
+    "pydantic", "adversarial-robustness-toolbox", "reportlab", "pyHanko", "cryptography",
 )
 
 
@@ -173,6 +173,8 @@ def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
             "sha256": policy.sha256,
             "path": policy.path,
             "fail_on": summary.fail_on,
+            # the control catalog the checks' `controls` refer to (for coverage matrices)
+            "frameworks": {fw: dict(controls) for fw, controls in policy.frameworks.items()},
         },
         subjects=subjects(ctx),
         summary=summary,
