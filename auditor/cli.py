@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="audit datasets and a model against a policy")
+    run.add_argument("--config", type=Path, metavar="PATH",
+                     help="settings file (default: ./audit.yaml when present); flags override it")
     run.add_argument("--policy", help="built-in policy name or YAML path (default: nist-ai-rmf)")
     run.add_argument("--train", type=Path, help="training set (.csv, .parquet, .jsonl, .npz)")
     run.add_argument("--test", type=Path, help="test set (same formats)")
@@ -40,14 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", type=Path, help="TorchScript, torch.export .pt2, or state_dict file")
     run.add_argument("--model-factory", metavar="MODULE:FUNCTION",
                      help="builds the architecture for a state_dict model (imported from the working directory)")
-    run.add_argument("--out", type=Path, default=Path("audit-report"), help="output folder (default: ./audit-report)")
-    run.add_argument("--format", default=DEFAULT_FORMATS,
+    run.add_argument("--out", type=Path, help="output folder (default: ./audit-report)")
+    run.add_argument("--format",
                      help=f"comma-separated output formats (default: {DEFAULT_FORMATS})")
     run.add_argument("--fail-on", choices=SEVERITY_CHOICES, help="lowest severity of a failed check that fails the gate")
     run.add_argument("--seed", type=int, help="random seed (default: the policy's)")
     run.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
                      help="column the model does not use (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--waivers", type=Path, metavar="PATH", help="waiver file (YAML 'waivers: [...]'), beside the policy's")
+    run.add_argument("--baseline", type=Path, metavar="PATH",
+                     help="report.json (or its folder) of the last approved audit: regressions are reported and gated")
+    run.add_argument("--baseline-cert", type=Path, metavar="PATH",
+                     help="certificate or public key the baseline must be signed with (verified before use)")
     sign = run.add_argument_group(
         "signing", "reports are signed when a key is given (--sign-key, or PEM in $AUDITOR_SIGN_KEY); the key's "
         "passphrase comes from $AUDITOR_KEY_PASSPHRASE or --passphrase-file, never from the command line")
@@ -146,10 +153,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from auditor import policy as policy_mod
     from auditor.errors import AuditorError
 
-    formats_spec = args.format
+    from auditor import config
     from auditor.output import parse_formats, prepare_out_dir, write_report
 
-    formats = parse_formats(formats_spec)
+    config.apply(args, args.config)
+    args.out = args.out if args.out is not None else Path("audit-report")
+    formats = parse_formats(args.format if args.format is not None else DEFAULT_FORMATS)
     policy = policy_mod.load(args.policy)
     if args.train is None and args.test is None and args.model is None:
         raise AuditorError("nothing to audit: give --train, --test and/or --model")
@@ -159,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     progress = ConsoleProgress(quiet=args.quiet)
     ctx = load_inputs(args, policy, progress)
+    load_governance(args, ctx)
     prepare_out_dir(args.out)
     from auditor.engine import audit
 
@@ -174,6 +184,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("auditor: warning: reports written UNSIGNED (no signing key: give --sign-key and --sign-cert, or set "
               "$AUDITOR_SIGN_KEY); --require-signature makes this an error", file=sys.stderr)
     return EXIT_PASS if report.passed else EXIT_FAIL
+
+
+def load_governance(args: argparse.Namespace, ctx) -> None:
+    """Waivers from --waivers and the --baseline report (its signature checked when a cert is given)."""
+    from auditor import baseline, policy as policy_mod
+    from auditor.errors import AuditorError
+
+    if args.waivers is not None:
+        waivers, digest = policy_mod.load_waivers(args.waivers)
+        ctx.extra_waivers = waivers
+        ctx.waiver_sources = ((str(args.waivers), digest),)
+    if args.baseline is None:
+        if args.baseline_cert is not None:
+            raise AuditorError("--baseline-cert needs --baseline")
+        return
+    previous, digest = baseline.load(args.baseline)
+    path = args.baseline / "report.json" if args.baseline.is_dir() else args.baseline
+    if args.baseline_cert is not None:
+        from auditor.signing import verify
+
+        try:
+            is_cert = b"BEGIN CERTIFICATE" in args.baseline_cert.read_bytes()
+        except OSError as e:
+            raise AuditorError(f"cannot read: {e.strerror or e}", args.baseline_cert) from None
+        result = verify(path, cert=args.baseline_cert) if is_cert else verify(path, key=args.baseline_cert)
+        if not result.valid:
+            reason = (result.failures or ["not signed"])[0]
+            raise AuditorError(f"baseline signature does not verify: {reason}", path)
+    ctx.baseline = (previous, str(path), digest)
 
 
 def load_signer(args: argparse.Namespace):

@@ -13,8 +13,8 @@ import time
 import traceback
 import uuid
 import zlib
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
 import auditor
@@ -60,6 +60,10 @@ class AuditContext:
     model: "Model | None" = None
     progress: Progress = field(default_factory=SilentProgress)
     check_id: str = ""
+    extra_waivers: tuple = ()  # waivers from a separate file (--waivers), beside the policy's
+    waiver_sources: tuple[tuple[str, str], ...] = ()  # (path, sha256) of waiver files
+    baseline: "tuple[dict, str, str] | None" = None  # (report dict, path, sha256) of --baseline
+    today: "date | None" = None  # the date waivers expire against (default: the run's UTC date)
 
     def available(self) -> set[str]:
         have = set()
@@ -142,7 +146,26 @@ def subjects(ctx: AuditContext) -> tuple[Subject, ...]:
     for i, (path, digest) in enumerate(ctx.policy.sources):
         is_top = i == len(ctx.policy.sources) - 1
         out.append(Subject("policy" if is_top else f"policy-base-{i}", "policy", path, digest))
+    for i, (path, digest) in enumerate(ctx.waiver_sources):
+        out.append(Subject("waivers" if i == 0 else f"waivers-{i}", "policy", path, digest))
     return tuple(out)
+
+
+def apply_waivers(results: list[CheckResult], waivers, today: date) -> tuple[list[CheckResult], list[str]]:
+    """Attach to each failed check the waiver that covers it (an active one first); list expired waivers."""
+    out = []
+    for r in results:
+        if r.status == "fail":
+            matching = [w for w in waivers if w.covers(r)]
+            matching.sort(key=lambda w: (w.state(today) != "active", w.expires))
+            if matching:
+                r = replace(r, waiver=matching[0].to_dict(today))
+        out.append(r)
+    expired = [
+        f"{w.check} (owner {w.owner}, expired {w.expires.isoformat()}, {w.source})"
+        for w in waivers if w.state(today) == "expired"
+    ]
+    return out, expired
 
 
 def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
@@ -157,7 +180,30 @@ def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
         results.append(result)
     finished_at = _now()
     policy = ctx.policy
-    summary = decide_gate(results, fail_on or policy.fail_on)
+    today = ctx.today or datetime.fromisoformat(started_at).date()
+    waivers = (*policy.waivers, *ctx.extra_waivers)
+    results, expired = apply_waivers(results, waivers, today)
+
+    baseline_section = None
+    gated_regressions: list[str] = []
+    regressions: list[dict] = []
+    if ctx.baseline is not None:
+        from auditor import baseline as baseline_mod
+
+        previous, path, digest = ctx.baseline
+        tracked = {cid: cls.tracked_metrics for cid, cls in all_checks().items()}
+        regressions = baseline_mod.compare(previous, results, policy.baseline, tracked)
+        baseline_section = {
+            "path": path, "sha256": digest, "run_id": (previous.get("run") or {}).get("id"),
+            "gate": policy.baseline.gate, "tolerance": policy.baseline.tolerance,
+            "regressions": regressions,
+        }
+        if policy.baseline.gate:
+            gated_regressions = [r["message"] for r in regressions]
+
+    from auditor import coverage
+
+    summary = decide_gate(results, fail_on or policy.fail_on, expired, gated_regressions, len(regressions))
     return Report(
         auditor={"name": "auditor", "version": auditor.__version__},
         run={
@@ -173,8 +219,7 @@ def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
             "sha256": policy.sha256,
             "path": policy.path,
             "fail_on": summary.fail_on,
-            # the control catalog the checks' `controls` refer to (for coverage matrices)
-            "frameworks": {fw: dict(controls) for fw, controls in policy.frameworks.items()},
+            "primary_framework": policy.primary_framework,
         },
         subjects=subjects(ctx),
         summary=summary,
@@ -184,6 +229,9 @@ def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
             **({"model": ctx.model.describe()} if ctx.model is not None else {}),
         },
         environment=_environment(),
+        coverage=coverage.build(policy.frameworks, results, policy.primary_framework, policy.framework_names),
+        waivers=tuple(w.to_dict(today) for w in waivers),
+        baseline=baseline_section,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -42,6 +43,35 @@ class CheckConfig(BaseModel):
         return v
 
 
+class WaiverModel(BaseModel):
+    """A recorded, owned, time-limited exception for a failing check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check: str
+    dataset: Literal["train", "test"] | None = None
+    rows: list[int] | None = None
+    justification: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    expires: date
+
+
+class WaiverFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    waivers: list[WaiverModel]
+
+
+class BaselineConfig(BaseModel):
+    """How a run is compared with an earlier approved report (``--baseline``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gate: bool = True  # regressions fail the gate
+    tolerance: float = Field(0.0, ge=0)  # absolute worsening allowed for every tracked metric
+    tolerances: dict[str, float] = Field(default_factory=dict)  # per "check.metric" path
+
+
 class PolicyDocument(BaseModel):
     """The schema of a policy file (after ``extends`` is merged)."""
 
@@ -55,8 +85,12 @@ class PolicyDocument(BaseModel):
     seed: int = 0
     label: str | None = None
     exclude: list[str] = Field(default_factory=list)
-    frameworks: dict[str, dict[str, str]] = Field(default_factory=dict)
+    catalogs: list[str] = Field(default_factory=list)  # built-in framework catalogs (policies/frameworks)
+    primary_framework: str | None = None
+    frameworks: dict[str, dict[str, str]] = Field(default_factory=dict)  # inline catalog entries
     checks: dict[str, CheckConfig] = Field(default_factory=dict)
+    waivers: list[WaiverModel] = Field(default_factory=list)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -74,6 +108,40 @@ class ConfiguredCheck:
 
 
 @dataclass(frozen=True)
+class Waiver:
+    check: str
+    justification: str
+    owner: str
+    expires: date
+    dataset: str | None = None
+    rows: tuple[int, ...] | None = None
+    source: str = ""
+
+    def state(self, today: date) -> str:
+        return "expired" if today > self.expires else "active"
+
+    def covers(self, result) -> bool:
+        """True when this waiver covers every finding of ``result`` (same check, dataset and rows)."""
+        if result.id != self.check:
+            return False
+        for f in result.findings:
+            if self.dataset is not None and f.dataset != self.dataset:
+                return False
+            if self.rows is not None and f.rows and not set(f.rows) <= set(self.rows):
+                return False
+        return True
+
+    def to_dict(self, today: date) -> dict:
+        out = {"check": self.check, "owner": self.owner, "justification": self.justification,
+               "expires": self.expires.isoformat(), "state": self.state(today), "source": self.source}
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        if self.rows is not None:
+            out["rows"] = list(self.rows)
+        return out
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: str
@@ -82,12 +150,16 @@ class Policy:
     seed: int
     label: str | None
     exclude: tuple[str, ...]
-    frameworks: Mapping[str, Mapping[str, str]]
+    frameworks: Mapping[str, Mapping[str, str]]  # catalogs merged with inline entries
     checks: Mapping[str, ConfiguredCheck]
     path: str  # the file given (or the built-in's path)
     sha256: str
     sources: tuple[tuple[str, str], ...] = field(default=())  # (path, sha256) of every file, base first
     document: Mapping[str, Any] = field(default_factory=dict)  # merged YAML document
+    primary_framework: str | None = None
+    waivers: tuple[Waiver, ...] = ()
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    framework_names: Mapping[str, str] = field(default_factory=dict)
 
     def enabled_checks(self) -> list[ConfiguredCheck]:
         return [c for c in self.checks.values() if c.enabled]
@@ -109,6 +181,19 @@ def builtin_path(name: str) -> Path:
     if not path.is_file():
         raise PolicyError(f"no built-in policy named {name!r} (built-in: {', '.join(builtin_names())})")
     return path
+
+
+def catalog_names() -> list[str]:
+    return sorted(p.stem for p in (builtin_dir() / "frameworks").glob("*.yaml"))
+
+
+def load_catalog(name: str) -> tuple[str, dict[str, str]]:
+    """(display name, {control id: paraphrased title}) of a built-in framework catalog."""
+    path = builtin_dir() / "frameworks" / f"{name}.yaml"
+    if not path.is_file():
+        raise PolicyError(f"no framework catalog named {name!r} (built-in: {', '.join(catalog_names())})")
+    data = yaml.safe_load(path.read_text("utf-8"))
+    return str(data.get("name", name)), {str(k): str(v) for k, v in data["controls"].items()}
 
 
 def resolve_reference(ref: str, relative_to: Path | None = None) -> Path:
@@ -313,6 +398,21 @@ def load(ref: str | Path | None = None) -> Policy:
             controls=tuple(cfg.controls) if cfg.controls is not None else check.controls,
         )
 
+    frameworks: dict[str, dict[str, str]] = {}
+    names: dict[str, str] = {}
+    for i, name in enumerate(doc.catalogs):
+        try:
+            names[name], frameworks[name] = load_catalog(name)
+        except PolicyError as e:
+            p, line = _locate(chain, ("catalogs", i))
+            raise PolicyError(f"catalogs[{i}]: {e.problem}", p, line) from None
+    for fw, entries in doc.frameworks.items():
+        frameworks.setdefault(fw, {}).update(entries)
+    if doc.primary_framework is not None and doc.primary_framework not in frameworks:
+        p, line = _locate(chain, ("primary_framework",))
+        raise PolicyError(f"primary_framework: {doc.primary_framework!r} is not among the policy's frameworks", p, line)
+    waivers = tuple(_waiver(w, chain, ("waivers", i), registry) for i, w in enumerate(doc.waivers))
+
     top = chain[-1]
     return Policy(
         name=doc.name,
@@ -322,13 +422,40 @@ def load(ref: str | Path | None = None) -> Policy:
         seed=doc.seed,
         label=doc.label,
         exclude=tuple(doc.exclude),
-        frameworks=doc.frameworks,
+        frameworks=frameworks,
         checks=configured,
         path=str(top.path),
         sha256=top.sha256,
         sources=tuple((str(s.path), s.sha256) for s in chain),
         document=merged,
+        primary_framework=doc.primary_framework or next(iter(frameworks), None),
+        waivers=waivers,
+        baseline=doc.baseline,
+        framework_names=names,
     )
+
+
+def _waiver(w: WaiverModel, chain: list[_Source], loc: tuple[Any, ...], registry: Mapping[str, Any]) -> Waiver:
+    if w.check not in registry:
+        p, line = _locate(chain, loc + ("check",))
+        raise PolicyError(f"{_format_loc(loc)}.check: unknown check id {w.check!r}", p, line)
+    src = _locate(chain, loc)[0]
+    return Waiver(check=w.check, justification=w.justification, owner=w.owner, expires=w.expires,
+                  dataset=w.dataset, rows=tuple(w.rows) if w.rows is not None else None, source=str(src))
+
+
+def load_waivers(path: str | Path) -> tuple[tuple[Waiver, ...], str]:
+    """Waivers from a separate YAML file (``waivers: [...]``) and the file's sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise PolicyError("waiver file not found", path)
+    src = _read_yaml(path)
+    try:
+        doc = WaiverFile.model_validate(src.data)
+    except ValidationError as e:
+        _raise_validation([src], e)
+    registry = all_checks()
+    return tuple(_waiver(w, [src], ("waivers", i), registry) for i, w in enumerate(doc.waivers)), src.sha256
 
 
 def describe_builtins() -> list[tuple[str, str, str]]:

@@ -40,6 +40,8 @@ class Check(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     default_severity: ClassVar[str] = "medium"
     controls: ClassVar[tuple[str, ...]] = ()
+    #: metrics a baseline comparison tracks: dotted path in ``metrics`` -> "lower" or "higher" is better
+    tracked_metrics: ClassVar[dict[str, str]] = {}
     Params: ClassVar[type[Params]] = Params
 
     @abstractmethod

@@ -88,6 +88,7 @@ class CheckResult:
     controls: tuple[str, ...]
     duration_s: float
     traceback: str | None = None
+    waiver: Mapping[str, Any] | None = None  # the waiver that matched a failure, with its state
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -104,6 +105,8 @@ class CheckResult:
         }
         if self.traceback:
             out["traceback"] = self.traceback
+        if self.waiver:
+            out["waiver"] = jsonable(self.waiver)
         return out
 
 
@@ -123,7 +126,9 @@ class Summary:
     gate: str  # pass | fail
     fail_on: str
     counts: Mapping[str, int]
-    blocking: tuple[str, ...]  # ids of the checks that failed the gate, with why
+    blocking: tuple[str, ...]  # why the gate failed, one line each
+    waived: tuple[str, ...] = ()  # failures that an active waiver keeps from failing the gate
+    regressions: int = 0  # baseline regressions found (gated or only reported)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,21 +136,39 @@ class Summary:
             "fail_on": self.fail_on,
             "counts": dict(self.counts),
             "blocking": list(self.blocking),
+            "waived": list(self.waived),
+            "regressions": self.regressions,
         }
 
 
-def decide_gate(results: Sequence[CheckResult], fail_on: str) -> Summary:
-    """Fail closed: a check that failed at or above ``fail_on`` fails the gate, and so does any error."""
+def decide_gate(
+    results: Sequence[CheckResult],
+    fail_on: str,
+    expired_waivers: Sequence[str] = (),
+    regressions: Sequence[str] = (),
+    regressions_found: int | None = None,
+) -> Summary:
+    """Fail closed: a check that failed at or above ``fail_on`` fails the gate unless an active waiver
+    covers it; so does any error, any expired waiver and any gated baseline regression."""
     threshold = rank(fail_on)
     counts = {status: 0 for status in STATUSES}
     blocking = []
+    waived = []
     for r in results:
         counts[r.status] += 1
         if r.status == "error":
             blocking.append(f"{r.id}: error")
         elif r.status == "fail" and rank(r.severity) >= threshold:
-            blocking.append(f"{r.id}: fail ({r.severity})")
-    return Summary(gate="fail" if blocking else "pass", fail_on=fail_on, counts=counts, blocking=tuple(blocking))
+            if r.waiver and r.waiver.get("state") == "active":
+                waived.append(f"{r.id}: waived until {r.waiver['expires']} ({r.waiver['owner']})")
+            else:
+                blocking.append(f"{r.id}: fail ({r.severity})")
+    blocking += [f"expired waiver: {w}" for w in expired_waivers]
+    blocking += [f"baseline regression: {g}" for g in regressions]
+    return Summary(
+        gate="fail" if blocking else "pass", fail_on=fail_on, counts=counts, blocking=tuple(blocking),
+        waived=tuple(waived), regressions=len(regressions) if regressions_found is None else regressions_found,
+    )
 
 
 @dataclass(frozen=True)
@@ -159,6 +182,9 @@ class Report:
     inputs: Mapping[str, Any]
     environment: Mapping[str, Any]
     schema_version: str = SCHEMA_VERSION
+    coverage: Mapping[str, Any] = field(default_factory=dict)  # framework -> controls -> checks and status
+    waivers: tuple[Mapping[str, Any], ...] = ()  # every waiver of the policy, with its state
+    baseline: Mapping[str, Any] | None = None  # comparison with an earlier approved report
 
     @property
     def passed(self) -> bool:
@@ -181,4 +207,7 @@ class Report:
             "checks": [c.to_dict() for c in self.checks],
             "inputs": jsonable(self.inputs),
             "environment": jsonable(self.environment),
+            "coverage": jsonable(self.coverage),
+            "waivers": [jsonable(w) for w in self.waivers],
+            "baseline": jsonable(self.baseline),
         }

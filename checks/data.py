@@ -57,6 +57,7 @@ class Duplicates(Check):
     requires = ("train",)
     default_severity = "medium"
     controls = ("nist-ai-rmf:MEASURE 2.5", "nist-ai-rmf:MAP 2.3", *DATA_QUALITY, "eu-ai-act:Art.10(3)", "mitre-atlas:AML.T0059")
+    tracked_metrics = {"train.duplicate_fraction": "lower", "test.duplicate_fraction": "lower", "train.conflicting_groups": "lower"}
     Params = DuplicatesParams
 
     def run(self, ctx: "AuditContext", params: DuplicatesParams) -> Outcome:
@@ -137,6 +138,7 @@ class ClassBalance(Check):
     requires = ("train", "label")
     default_severity = "medium"
     controls = ("nist-ai-rmf:MEASURE 2.11", "nist-ai-rmf:MAP 2.3", *DATA_QUALITY, "eu-ai-act:Art.10(2)(f)", "eu-ai-act:Art.10(3)")
+    tracked_metrics = {"label_shift_tvd": "lower", "train.imbalance_ratio": "lower"}
     Params = ClassBalanceParams
 
     def run(self, ctx: "AuditContext", params: ClassBalanceParams) -> Outcome:
@@ -242,6 +244,7 @@ class Drift(Check):
     requires = ("train", "test")
     default_severity = "medium"
     controls = ("nist-ai-rmf:MEASURE 2.5", "nist-ai-rmf:MEASURE 2.3", *DATA_QUALITY, "eu-ai-act:Art.10(3)", "eu-ai-act:Art.10(4)")
+    tracked_metrics = {"features_drifted": "lower"}
     Params = DriftParams
 
     def run(self, ctx: "AuditContext", params: DriftParams) -> Outcome:

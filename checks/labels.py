@@ -46,6 +46,7 @@ class LabelIssues(Check):
         "nist-ai-rmf:MEASURE 2.5", "nist-ai-rmf:MEASURE 2.7", "iso-42001:A.7.4", "iso-42001:A.6.2.4",
         "eu-ai-act:Art.10(3)", "mitre-atlas:AML.T0020", "nist-aml:NISTAML.013",
     )
+    tracked_metrics = {"flagged_fraction": "lower"}
     Params = LabelIssuesParams
 
     def run(self, ctx: "AuditContext", params: LabelIssuesParams) -> Outcome:

@@ -122,6 +122,7 @@ class Validation(Check):
         "iso-42001:A.7.4", "iso-42001:A.7.6", "iso-42001:A.6.2.4",
         "eu-ai-act:Art.10(2)", "eu-ai-act:Art.10(3)", "mitre-atlas:AML.T0059",
     )
+    tracked_metrics = {"train.failed": "lower", "test.failed": "lower"}
     Params = ValidationParams
 
     def run(self, ctx: "AuditContext", params: ValidationParams) -> Outcome:

@@ -12,7 +12,15 @@ import pandas as pd
 import pytest
 
 from auditor.hashing import sha256_file
+from auditor import coverage
 from auditor.report import CheckResult, Finding, Report, Subject, decide_gate
+
+FRAMEWORKS = {"nist-ai-rmf": {"MAP 4.1": "Risks of components are mapped",
+                              "MEASURE 2.5": "Validity and reliability are shown",
+                              "MEASURE 2.7": "Security and resilience are evaluated",
+                              "MEASURE 2.11": "Fairness and bias are evaluated",
+                              "GOVERN 1.1": "Legal and regulatory requirements are understood"},
+              "iso-42001": {"A.7.4": "Quality of data for AI systems", "A.7.5": "Data provenance"}}
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
@@ -135,12 +143,7 @@ def built_report(folder: Path) -> Report:
              "seed": 0, "argv": ["run", "--train", str(train)]},
         policy={"name": "tiny-policy", "version": "2.3", "sha256": sha256_file(policy), "path": str(policy),
                 "fail_on": "high",
-                "frameworks": {"nist-ai-rmf": {"MAP 4.1": "Risks of components are mapped",
-                                               "MEASURE 2.5": "Validity and reliability are shown",
-                                               "MEASURE 2.7": "Security and resilience are evaluated",
-                                               "MEASURE 2.11": "Fairness and bias are evaluated",
-                                               "GOVERN 1.1": "Legal and regulatory requirements are understood"},
-                               "iso-42001": {"A.7.4": "Quality of data for AI systems", "A.7.5": "Data provenance"}}},
+},
         subjects=(
             Subject("train", "dataset", str(train), sha256_file(train)),
             Subject("test", "dataset", str(test), sha256_file(test)),
@@ -150,6 +153,7 @@ def built_report(folder: Path) -> Report:
         summary=summary,
         checks=checks,
         inputs={},
+        coverage=coverage.build(FRAMEWORKS, checks, "nist-ai-rmf"),
         environment={"python": "3.11.7", "platform": "Linux", "packages": {"numpy": "2.4.0", "reportlab": "5.0"}},
     )
 

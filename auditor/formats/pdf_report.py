@@ -15,11 +15,12 @@ import io
 from typing import Any, Iterable, Mapping
 from xml.sax.saxutils import escape
 
+from auditor.coverage import ATTESTATION
 from auditor.formats._common import check_info, headline
 from auditor.report import CheckResult, Report
 
-STATUS_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "error": "#8250df", "skipped": "#6e7781"}
-STATUS_ORDER = ("error", "fail", "warn", "pass", "skipped")  # worst first
+STATUS_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "error": "#8250df", "skipped": "#6e7781",
+                  "waived": "#bc4c00"}
 FRAMEWORK_NAMES = {
     "nist-ai-rmf": "NIST AI RMF 1.0",
     "iso-42001": "ISO/IEC 42001:2023 Annex A",
@@ -110,14 +111,6 @@ def _tick_label(v: float, ticks: list[float]) -> str:
     mantissa = round(step / 10**exponent, 6)
     decimals = max(0, -exponent + (1 if mantissa == 2.5 else 0))
     return f"{v:.{decimals}f}"
-
-
-def _worst(statuses: Iterable[str]) -> str | None:
-    present = set(statuses)
-    for s in STATUS_ORDER:
-        if s in present:
-            return s
-    return None
 
 
 # ----------------------------------------------------------------------------- the document
@@ -270,7 +263,27 @@ class _Builder:
                 f"or that errors, fails it.")
         if s.blocking:
             text += " Blocking: " + "; ".join(_esc(b) for b in s.blocking) + "."
+        if s.waived:
+            text += " Waived: " + "; ".join(_esc(w) for w in s.waived) + "."
         story = [self.p("1. Executive summary", "h1"), self.p(text)]
+        if r.waivers:
+            rows = [self.header_row("Waived check", "Owner", "Expires", "State", "Justification")]
+            for w in r.waivers:
+                scope = w["check"] + (f" ({w['dataset']})" if w.get("dataset") else "")
+                rows.append([self.cell(scope), self.cell(w["owner"]), self.cell(w["expires"]),
+                             self.status("waived" if w["state"] == "active" else "fail"), self.cell(w["justification"])])
+            story += [self.p("Waivers", "h2"), self.table(rows, [2.2, 1.6, 1.1, 0.9, 3.7])]
+        if r.baseline is not None:
+            regs = r.baseline.get("regressions") or []
+            story.append(self.p("Baseline comparison", "h2"))
+            story.append(self.p(f"Compared with the approved report {_esc(r.baseline.get('path'))} "
+                                f"(sha256 {_esc(str(r.baseline.get('sha256'))[:16])}...): {len(regs)} regression(s)"
+                                f"{'' if r.baseline.get('gate') else ' (reported, not gated)'}."))
+            if regs:
+                rows = [self.header_row("Regression", "Before", "After")]
+                rows += [[self.cell(g.get("metric") or g["check"]), self.cell(_fmt(g["before"])), self.cell(_fmt(g["after"]))]
+                         for g in regs]
+                story.append(self.table(rows, [5.5, 2, 2]))
         rows = [self.header_row("#", "Check", "Severity", "Status", "What it found")]
         for i, c in enumerate(r.checks, start=1):
             rows.append([self.cell(i), self.p(f"<b>{_esc(c.id)}</b><br/>{_esc(c.title)}", "cell"), self.cell(c.severity),
@@ -280,36 +293,35 @@ class _Builder:
 
     def coverage_matrix(self) -> list:
         r = self.report
-        catalog = r.policy.get("frameworks") if isinstance(r.policy.get("frameworks"), Mapping) else {}
-        by_control: dict[str, list[CheckResult]] = {}
-        for c in r.checks:
-            for ctl in c.controls:
-                by_control.setdefault(ctl, []).append(c)
-        frameworks: dict[str, dict[str, str]] = {fw: dict(ctls) for fw, ctls in (catalog or {}).items()}
-        for ctl in by_control:
-            fw, _, cid = ctl.partition(":")
-            frameworks.setdefault(fw, {}).setdefault(cid, "")
         story = [self.p("2. Control coverage", "h1"), self.p(
             "Each control of the policy's frameworks, the checks that provide evidence for it and their status "
-            "(the worst status among them). <i>not covered</i> means no enabled check maps to the control.")]
-        if not frameworks:
+            "(the worst status among them; <i>waived</i> when an active waiver covers the failure). "
+            "<i>Attestation required</i>: no check gives evidence for the control, so a person must attest to it.")]
+        if not r.coverage:
             story.append(self.p("The policy maps no check to a control."))
             return story
-        for fw, controls in frameworks.items():
+        ordered = sorted(r.coverage.items(), key=lambda kv: not kv[1].get("primary"))
+        for fw, entry in ordered:
             rows = [self.header_row("Control", "Title", "Checks (status)", "Status")]
-            covered = 0
-            for cid, title in controls.items():
-                checks = by_control.get(f"{fw}:{cid}", [])
-                worst = _worst(c.status for c in checks)
-                covered += bool(checks)
+            for ctl in entry["controls"]:
                 check_text = "<br/>".join(
-                    f'{_esc(c.id)} <font color="{STATUS_COLOURS[c.status]}">({_esc(c.status)})</font>' for c in checks
+                    f'{_esc(c["id"])} <font color="{STATUS_COLOURS.get(c["status"], "#000")}">({_esc(c["status"])})</font>'
+                    for c in ctl["checks"]
                 ) or '<font color="#6e7781">-</font>'
-                rows.append([self.p(f"<b>{_esc(cid)}</b>", "cell"), self.cell(title or "-"), self.p(check_text, "cell"),
-                             self.status(worst) if worst else self.p('<font color="#6e7781"><i>not covered</i></font>', "cell")])
-            name = FRAMEWORK_NAMES.get(fw, fw)
-            story += [self.p(f"{_esc(name)} <font size=8 color='#57606a'>({_esc(fw)}: {covered} of {len(controls)} "
-                             f"controls covered)</font>", "h2"),
+                status = ctl["status"]
+                if status == ATTESTATION:
+                    status_cell = self.p('<font color="#6e7781"><i>attestation required</i></font>', "cell")
+                else:
+                    status_cell = self.status(status)
+                rows.append([self.p(f"<b>{_esc(ctl['id'])}</b>", "cell"), self.cell(ctl["title"] or "-"),
+                             self.p(check_text, "cell"), status_cell])
+            name = entry.get("name") or FRAMEWORK_NAMES.get(fw, fw)
+            if name == fw:
+                name = FRAMEWORK_NAMES.get(fw, fw)
+            total = len(entry["controls"])
+            story += [self.p(f"{_esc(name)} <font size=8 color='#57606a'>({_esc(fw)}: {entry['covered']} of {total} "
+                             f"controls with evidence{', primary framework' if entry.get('primary') else ''})</font>",
+                             "h2"),
                       self.table(rows, [1.4, 4.2, 3.0, 0.9])]
         return story
 
@@ -324,6 +336,14 @@ class _Builder:
                    f"{c.duration_s:.2f} s. {_esc(info.description)}", "body")]
         if c.reason:
             story.append(self.p(f"<b>Reason:</b> {_esc(c.reason)}"))
+        if c.waiver:
+            w = c.waiver
+            state = "active: this failure does not fail the gate" if w.get("state") == "active" else \
+                "EXPIRED: the gate fails"
+            story.append(self.p(
+                f"<font color='{STATUS_COLOURS['waived']}'><b>Waiver ({_esc(state)}).</b></font> Owner "
+                f"<b>{_esc(w.get('owner'))}</b>, expires {_esc(w.get('expires'))}"
+                f"{', dataset ' + _esc(w['dataset']) if w.get('dataset') else ''}: {_esc(w.get('justification'))}"))
         metrics = c.to_dict()["metrics"]
         chart = None
         skip_keys: set[str] = set()

@@ -35,3 +35,9 @@ def print_summary(report: Report, console) -> None:
     console.print(f"gate: {verdict} (fail on {s.fail_on} and above; {counts})")
     for reason in s.blocking:
         console.print(f"  blocking: {reason}")
+    for waived in s.waived:
+        console.print(f"  waived: {waived}")
+    if report.baseline is not None:
+        regs = report.baseline.get("regressions") or []
+        console.print(f"baseline: {len(regs)} regression(s) against {report.baseline.get('path')}"
+                      + ("" if report.baseline.get("gate") else " (reported, not gated)"))
