@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     pol_sub.add_parser("list", help="built-in policies")
     show = pol_sub.add_parser("show", help="print a policy with its extends merged")
     show.add_argument("name", help="built-in name or path")
-    val = pol_sub.add_parser("validate", help="validate a policy file (exit 0 valid, 2 invalid)")
-    val.add_argument("path", help="policy YAML path or built-in name")
+    val = pol_sub.add_parser("validate", help="validate policy files (exit 0 all valid, 2 on the first invalid)")
+    val.add_argument("path", nargs="+", help="policy YAML path or built-in name")
 
     sub.add_parser("checks", help="registered checks and their control mappings")
 
@@ -314,10 +314,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
         print(f"# {pol.path} (sha256 {pol.sha256})")
         print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="")
         return EXIT_PASS
-    ref = args.path
-    pol = policy_mod.load(Path(ref) if Path(ref).exists() else ref)
-    enabled = len(pol.enabled_checks())
-    print(f"{ref}: valid (policy {pol.name} v{pol.version}, {enabled} checks enabled, fail on {pol.fail_on})")
+    for ref in args.path:
+        pol = policy_mod.load(Path(ref) if Path(ref).exists() else ref)
+        enabled = len(pol.enabled_checks())
+        print(f"{ref}: valid (policy {pol.name} v{pol.version}, {enabled} checks enabled, fail on {pol.fail_on})")
     return EXIT_PASS
 
 
