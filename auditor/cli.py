@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="random seed (default: the policy's)")
     run.add_argument("--exclude", action="append", default=[], metavar="COLUMN",
                      help="column the model does not use (repeatable)")
+    run.add_argument("--sensitive", action="append", default=[], metavar="COLUMN",
+                     help="sensitive attribute for the fairness checks (repeatable; an NPZ array name such as groups)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
     run.add_argument("--waivers", type=Path, metavar="PATH", help="waiver file (YAML 'waivers: [...]'), beside the policy's")
     run.add_argument("--baseline", type=Path, metavar="PATH",
@@ -263,6 +265,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def load_inputs(args: argparse.Namespace, policy, progress):
     """Datasets and model from the command line (and policy defaults) into an AuditContext."""
     from auditor.engine import AuditContext
+    from auditor.errors import InputError
     from auditor.inputs import load_dataset
     from auditor.models import load_model
 
@@ -282,8 +285,15 @@ def load_inputs(args: argparse.Namespace, policy, progress):
         for ds in (train, test):
             if ds is not None:
                 ds.check_model_features()
+    sensitive = tuple(dict.fromkeys([*policy.sensitive, *args.sensitive]))
+    for name in sensitive:
+        for ds in (train, test):
+            if ds is not None and not ds.has_attribute(name):
+                what = "array" if ds.is_array else "column"
+                raise InputError(f"sensitive {what} {name!r} not found", ds.path)
     seed = args.seed if args.seed is not None else policy.seed
-    return AuditContext(policy=policy, seed=seed, train=train, test=test, model=model, progress=progress)
+    return AuditContext(policy=policy, seed=seed, train=train, test=test, model=model, progress=progress,
+                        sensitive=sensitive)
 
 
 def _print_outcome(report, written) -> None:

@@ -8,6 +8,7 @@ test: data/test.parquet
 label: outcome
 model: models/model.pt2
 exclude: [customer_id]
+sensitive: [sex]
 out: audit-report
 format: [json, pdf, sarif, junit]
 fail_on: high
@@ -48,6 +49,7 @@ class AuditConfig(BaseModel):
     model: str | None = None
     model_factory: str | None = None
     exclude: list[str] = Field(default_factory=list)
+    sensitive: list[str] = Field(default_factory=list)
     out: str | None = None
     format: list[str] | str | None = None
     fail_on: Literal["info", "low", "medium", "high", "critical"] | None = None
@@ -100,6 +102,8 @@ def apply(args: argparse.Namespace, explicit: Path | None) -> Path | None:
             setattr(args, name, getattr(cfg, name))
     if not args.exclude:
         args.exclude = list(cfg.exclude)
+    if not args.sensitive:
+        args.sensitive = list(cfg.sensitive)
     if args.format is None and cfg.format is not None:
         args.format = cfg.format if isinstance(cfg.format, str) else ",".join(cfg.format)
     sign = cfg.sign

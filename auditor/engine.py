@@ -60,6 +60,7 @@ class AuditContext:
     model: "Model | None" = None
     progress: Progress = field(default_factory=SilentProgress)
     check_id: str = ""
+    sensitive: tuple[str, ...] = ()  # sensitive attributes (columns, or NPZ arrays such as ``groups``)
     extra_waivers: tuple = ()  # waivers from a separate file (--waivers), beside the policy's
     waiver_sources: tuple[tuple[str, str], ...] = ()  # (path, sha256) of waiver files
     baseline: "tuple[dict, str, str] | None" = None  # (report dict, path, sha256) of --baseline
@@ -75,6 +76,8 @@ class AuditContext:
             have.add("test")
         if self.model is not None:
             have.add("model")
+        if self.sensitive:
+            have.add("sensitive")
         return have
 
     def datasets(self) -> list["Dataset"]:

@@ -40,6 +40,7 @@ class Dataset:
     X: "np.ndarray | None" = None  # arrays: as stored
     y: "np.ndarray | None" = None
     excluded: tuple[str, ...] = ()
+    extras: "dict[str, np.ndarray]" = field(default_factory=dict)  # NPZ: other per-row arrays (e.g. groups)
     _flat: "pd.DataFrame | None" = field(default=None, repr=False)
 
     @property
@@ -109,6 +110,17 @@ class Dataset:
             return np.ascontiguousarray(self.X, dtype=np.float32)
         self.check_model_features()
         return self.frame[self.feature_columns].to_numpy(dtype=np.float32, na_value=np.nan, copy=True)
+
+    def attribute(self, name: str) -> "np.ndarray":
+        """Values of a per-row attribute (a column, or an NPZ array such as ``groups``); KeyError if absent."""
+        if self.is_array:
+            return self.extras[name]
+        if name not in self.frame.columns:
+            raise KeyError(name)
+        return self.frame[name].to_numpy()
+
+    def has_attribute(self, name: str) -> bool:
+        return name in self.extras if self.is_array else name in self.frame.columns
 
     def check_model_features(self) -> None:
         """Raise InputError (exit 2, before auditing) when a feature column cannot become a float tensor."""
@@ -181,8 +193,9 @@ def load_dataset(
     except OSError as e:
         raise InputError(f"cannot read file: {e.strerror or _one_line(e)}", path) from None
     if suffix in ARRAY_FORMATS:
-        X, y = _read_npz(path)
-        return Dataset(name=name, path=path, sha256=digest, format="npz", label="label", X=X, y=y)
+        X, y, extras = _read_npz(path)
+        extras = {k: v for k, v in extras.items() if v.ndim == 1 and v.shape[0] == X.shape[0]}
+        return Dataset(name=name, path=path, sha256=digest, format="npz", label="label", X=X, y=y, extras=extras)
 
     fmt = TABLE_FORMATS[suffix]
     frame = _read_table(path, fmt)
@@ -266,7 +279,7 @@ def _ragged_row(path: Path) -> str | None:
     return None
 
 
-def _read_npz(path: Path) -> "tuple[np.ndarray, np.ndarray]":
+def _read_npz(path: Path) -> "tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]":
     import numpy as np
 
     with open(path, "rb") as f:
@@ -281,6 +294,8 @@ def _read_npz(path: Path) -> "tuple[np.ndarray, np.ndarray]":
                 raise InputError(f"NPZ must contain arrays 'X' and 'y' (found: {', '.join(sorted(names)) or 'none'})", path)
             X = archive["X"]
             y = archive["y"]
+            # other 1-D arrays with one value per row, e.g. ``groups`` (sensitive attributes)
+            extras = {n: archive[n] for n in sorted(names - {"X", "y"})}
     except InputError:
         raise
     except ValueError as e:
@@ -303,4 +318,4 @@ def _read_npz(path: Path) -> "tuple[np.ndarray, np.ndarray]":
             y = y.astype(np.int64)
         else:
             raise InputError(f"NPZ array 'y' must hold integer labels, got dtype {y.dtype}", path)
-    return X, y
+    return X, y, extras

@@ -85,6 +85,7 @@ class PolicyDocument(BaseModel):
     seed: int = 0
     label: str | None = None
     exclude: list[str] = Field(default_factory=list)
+    sensitive: list[str] = Field(default_factory=list)
     catalogs: list[str] = Field(default_factory=list)  # built-in framework catalogs (policies/frameworks)
     primary_framework: str | None = None
     frameworks: dict[str, dict[str, str]] = Field(default_factory=dict)  # inline catalog entries
@@ -160,6 +161,7 @@ class Policy:
     waivers: tuple[Waiver, ...] = ()
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     framework_names: Mapping[str, str] = field(default_factory=dict)
+    sensitive: tuple[str, ...] = ()
 
     def enabled_checks(self) -> list[ConfiguredCheck]:
         return [c for c in self.checks.values() if c.enabled]
@@ -432,6 +434,7 @@ def load(ref: str | Path | None = None) -> Policy:
         waivers=waivers,
         baseline=doc.baseline,
         framework_names=names,
+        sensitive=tuple(doc.sensitive),
     )
 
 

@@ -23,6 +23,7 @@ INPUTS = {
     "test": "a test set (--test)",
     "label": "a label column (--label, or a column named label/target/class/y)",
     "model": "a model (--model)",
+    "sensitive": "a sensitive attribute (--sensitive COLUMN, or the policy's sensitive list)",
 }
 
 

@@ -4,6 +4,7 @@ Importing this package is cheap: each check imports its heavy libraries inside `
 """
 
 from auditor.checks.data import ClassBalance, Drift, Duplicates
+from auditor.checks.fairness import FairnessData, FairnessModel
 from auditor.checks.labels import LabelIssues
 from auditor.checks.provenance import Integrity
 from auditor.checks.validation import Validation
@@ -15,6 +16,8 @@ ALL = (
     ClassBalance,
     Drift,
     LabelIssues,
+    FairnessData,
+    FairnessModel,
 )
 
 __all__ = ["ALL"]

@@ -352,6 +352,9 @@ class _Builder:
             skip_keys.add("per_feature")
         elif c.id == "data.class_balance":
             chart = self.class_chart(metrics)
+        elif c.id == "fairness.model" and isinstance(metrics.get("attributes"), Mapping):
+            chart = self.fairness_charts(metrics)
+            skip_keys.add("attributes")
         thresholds = [(k, v) for k, v in metrics.items() if k in info.params]
         measured = [(k, v) for k, v in metrics.items() if k not in info.params and k not in skip_keys]
         if thresholds:
@@ -428,6 +431,31 @@ class _Builder:
             out.append(self.p(f"... {len(items) - limit} more features in report.json.", "small"))
         return out
 
+    def fairness_charts(self, metrics: Mapping[str, Any]):
+        """Per-group bars with bootstrap intervals: selection rate (four-fifths line) or accuracy, per attribute."""
+        from reportlab.platypus import Spacer
+
+        charts: list = []
+        for attr, entry in metrics["attributes"].items():
+            groups = entry.get("groups") if isinstance(entry, Mapping) else None
+            if not isinstance(groups, Mapping) or not groups:
+                continue
+            metric = "selection_rate" if all(g.get("selection_rate") is not None for g in groups.values()) else "accuracy"
+            values = {g: float(v[metric]) for g, v in groups.items() if v.get(metric) is not None}
+            if not values:
+                continue
+            top = max(values.values())
+            limit = metrics.get("min_selection_rate_ratio") if metric == "selection_rate" else None
+            floor = top * float(limit) if isinstance(limit, (int, float)) else None
+            bars = [(f"{attr}={g}", v, floor is not None and v < floor) for g, v in values.items()][:MAX_CHART_BARS]
+            intervals = [tuple(groups[g].get(f"{metric}_ci") or (None, None)) for g in values][:MAX_CHART_BARS]
+            title = (f"{metric.replace('_', ' ')} per group of {attr}, with bootstrap intervals"
+                     + ("; red = below the four-fifths line" if floor is not None else ""))
+            charts += [self.hbar_chart(title, bars, threshold=floor,
+                                       threshold_label=f"{limit} x highest" if floor is not None else "",
+                                       intervals=intervals), Spacer(1, 2 * self.mm)]
+        return charts or None
+
     def class_chart(self, metrics: Mapping[str, Any]):
         series = {name: metrics[name]["counts"] for name in ("train", "test")
                   if isinstance(metrics.get(name), Mapping) and isinstance(metrics[name].get("counts"), Mapping)}
@@ -439,7 +467,7 @@ class _Builder:
         return self.vbar_chart("Class frequency per dataset (share of rows)", list(series), bars)
 
     def hbar_chart(self, title: str, bars: list[tuple[str, float, bool]], threshold: float | None = None,
-                   threshold_label: str = ""):
+                   threshold_label: str = "", intervals: list | None = None):
         from reportlab.graphics.shapes import Drawing, Line, Rect, String
 
         bar_h, gap, label_w, top, bottom = 9, 3, 120, 22, 22
@@ -448,17 +476,27 @@ class _Builder:
         d = Drawing(width, height)
         d.add(String(0, height - 12, title, fontName="Helvetica-Bold", fontSize=8))
         plot_x, plot_w = label_w + 4, width - label_w - 44
-        ticks = _nice_ticks(max([b[1] for b in bars] + [threshold or 0]) * 1.05)
+        highs = [iv[1] for iv in (intervals or []) if iv and iv[1] is not None]
+        ticks = _nice_ticks(max([b[1] for b in bars] + [threshold or 0] + highs) * 1.05)
         vmax = ticks[-1]
         y = height - top
-        for name, value, flagged in bars:
+        for i, (name, value, flagged) in enumerate(bars):
             y -= bar_h + gap
             label = name if len(name) <= 26 else name[:12] + "..." + name[-11:]
             d.add(String(label_w, y + 1.5, label, fontName="Helvetica", fontSize=7, textAnchor="end"))
             w = plot_w * value / vmax
             d.add(Rect(plot_x, y, max(w, 0.5), bar_h, fillColor=self.colors.HexColor("#cf222e" if flagged else "#8c959f"),
                        strokeColor=None))
-            d.add(String(plot_x + w + 3, y + 1.5, f"{value:.3f}", fontName="Helvetica", fontSize=6.5))
+            label_x = plot_x + w + 3
+            interval = intervals[i] if intervals and i < len(intervals) else None
+            if interval and interval[0] is not None and interval[1] is not None:
+                x0, x1 = plot_x + plot_w * interval[0] / vmax, plot_x + plot_w * interval[1] / vmax
+                mid = y + bar_h / 2
+                d.add(Line(x0, mid, x1, mid, strokeWidth=0.8))
+                d.add(Line(x0, mid - 2.5, x0, mid + 2.5, strokeWidth=0.8))
+                d.add(Line(x1, mid - 2.5, x1, mid + 2.5, strokeWidth=0.8))
+                label_x = max(label_x, x1 + 3)
+            d.add(String(label_x, y + 1.5, f"{value:.3f}", fontName="Helvetica", fontSize=6.5))
         axis_y = y - 4
         d.add(Line(plot_x, axis_y, plot_x + plot_w, axis_y, strokeWidth=0.5))
         for v in ticks:
