@@ -23,6 +23,7 @@ INPUTS = {
     "test": "a test set (--test)",
     "label": "a label column (--label, or a column named label/target/class/y)",
     "model": "a model (--model)",
+    "optimized": "an optimized model (--optimized)",
 }
 
 
