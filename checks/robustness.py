@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import os
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -447,7 +448,9 @@ def run_white_box(clf: Any, spec: AttackSpec, eps_abs: float, X: "np.ndarray", y
         attack = ProjectedGradientDescent(clf, norm=norm, eps=eps_abs, eps_step=step, max_iter=steps,
                                           num_random_init=1 if spec.random_init else 0, batch_size=batch_size,
                                           verbose=False)
-    return attack.generate(X, y=y)
+    with warnings.catch_warnings():  # ART reads .grad of every parameter; TorchScript modules warn about it
+        warnings.filterwarnings("ignore", message=".*grad attribute of a Tensor that is not a leaf.*")
+        return attack.generate(X, y=y)
 
 
 def run_square(model: "Model", ev: EvalSet, spec: AttackSpec, eps_abs: float, X: "np.ndarray",
