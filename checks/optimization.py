@@ -135,6 +135,8 @@ class Comparison(Check):
         "iso-42001:A.6.2.4", "eu-ai-act:Art.15(1)", "eu-ai-act:Art.15(3)", "eu-ai-act:Art.15(5)",
         "mitre-atlas:AML.T0031", "mitre-atlas:AML.T0015", "nist-aml:NISTAML.022", "nist-aml:NISTAML.023",
     )
+    tracked_metrics = {"worst.clean_accuracy_drop": "lower", "worst.robust_accuracy_drop": "lower",
+                       "worst.agreement": "higher"}
     Params = ComparisonParams
 
     def run(self, ctx: "AuditContext", params: ComparisonParams) -> Outcome:
@@ -253,6 +255,11 @@ class Comparison(Check):
                          **({"backdoor": scans.get(original.name)} if scans else {})},
             "variants": rows + [v.describe() for v in variants if not v.usable],
             "backdoor_scan": {"skipped": scan_skipped} if scan_skipped else {"check": BACKDOOR_CHECK},
+            "worst": {  # over the variants: the largest drops and the lowest agreement
+                "clean_accuracy_drop": max(r["clean_accuracy_drop"] for r in rows),
+                "robust_accuracy_drop": max((r["max_robust_accuracy_drop"] for r in rows
+                                             if r["max_robust_accuracy_drop"] is not None), default=None),
+                "agreement": min(r["agreement"] for r in rows)},
             "failed": failed,
         }
         return Outcome(status="fail" if failed else "pass", metrics=metrics, findings=findings)

@@ -602,6 +602,8 @@ class Adversarial(Check):
         "eu-ai-act:Art.15(1)", "eu-ai-act:Art.15(5)", "mitre-atlas:AML.T0043", "mitre-atlas:AML.T0015",
         "nist-aml:NISTAML.022", "nist-aml:NISTAML.025",
     )
+    #: for baseline comparisons (--baseline): dotted metric path -> which direction is better
+    tracked_metrics = {"original_clean_accuracy": "higher", "original_min_robust_accuracy": "higher"}
     Params = AdversarialParams
 
     def run(self, ctx: "AuditContext", params: AdversarialParams) -> Outcome:
@@ -619,6 +621,10 @@ class Adversarial(Check):
             for m in res.models
         }
         metrics["results"] = [r.to_dict() for r in res.runs]
+        if "original" in res.clean:
+            worst = res.worst_case("original")
+            metrics["original_clean_accuracy"] = round(res.clean_accuracy("original"), 4)
+            metrics["original_min_robust_accuracy"] = round(min(worst.values()), 4) if worst else None
         findings = []
         failed = []
         for r in res.runs:
@@ -725,6 +731,7 @@ class Noise(Check):
         "nist-ai-rmf:MEASURE 2.5", "nist-ai-rmf:MEASURE 2.6", "nist-ai-rmf:MEASURE 2.3", "iso-42001:A.6.2.4",
         "eu-ai-act:Art.15(1)", "eu-ai-act:Art.15(4)",
     )
+    tracked_metrics = {"clean_accuracy.original": "higher", "worst_accuracy_drop.original": "lower"}
     Params = NoiseParams
 
     def run(self, ctx: "AuditContext", params: NoiseParams) -> Outcome:
@@ -765,6 +772,8 @@ class Noise(Check):
         metrics = {**ev.describe(), "image_input": image, "max_accuracy_drop": params.max_accuracy_drop,
                    "clean_accuracy": {k: round(v, 4) for k, v in clean.items()}, "results": results,
                    "not_applicable": not_applicable}
+        metrics["worst_accuracy_drop"] = {
+            name: max((r["accuracy_drop"] for r in results if r["model"] == name), default=None) for name in clean}
         failed = [r for r in results if not r["passed"]]
         metrics["failed"] = [f"{r['model']}: {r['corruption']} {r['level']:g}" for r in failed]
         return Outcome(status="fail" if failed else "pass", metrics=metrics, findings=findings)

@@ -66,6 +66,8 @@ def test_cnn_pruned_to_90_percent_fails_and_names_the_delta(tmp_path):
     assert row["int8"] is False and row["robust_protocol"].startswith("white-box")
     assert "clean_accuracy_drop" in row["failed"]
     assert row["clean_accuracy_drop"] > 0.02
+    assert r.metrics["worst"]["clean_accuracy_drop"] == row["clean_accuracy_drop"]
+    assert r.metrics["worst"]["agreement"] == row["agreement"]
     for delta in row["failed"]:
         assert f"prune_unstructured@0.9: {delta}" in r.metrics["failed"]
     messages = [f.message for f in r.findings]
