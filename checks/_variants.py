@@ -118,7 +118,9 @@ def audited_models(ctx: "AuditContext") -> list[Audited]:
     cached = ctx.cache.get(CACHE_KEY)
     if cached is not None:
         return cached
-    out = [Audited("original", "original", ctx.model, method=f"as loaded ({ctx.model.format})")]
+    # a quantized --model is audited too, but only through predictions (no float32 source to transfer from)
+    out = [Audited("original", "original", ctx.model, int8=holds_int8(ctx.model.module),
+                   method=f"as loaded ({ctx.model.format})")]
     optimized = getattr(ctx, "optimized", None)
     if optimized is not None:
         int8 = holds_int8(optimized.module)

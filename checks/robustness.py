@@ -242,13 +242,19 @@ def _as_logits_module(module: Any, kind: str, fixed_batch: int | None):
     import torch
     from torch import nn
 
-    if kind == "logits" and not fixed_batch:
+    exported = isinstance(module, torch.fx.GraphModule)  # torch.export programs refuse .train()/.eval()
+    if kind == "logits" and not fixed_batch and not exported:
         return module
 
     class AsLogits(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.inner = module
+
+        def train(self, mode: bool = True) -> "AsLogits":
+            """ART switches modes before each gradient; the audited model always stays in eval mode."""
+            self.training = mode
+            return self
 
         def _call(self, x: torch.Tensor) -> torch.Tensor:
             out = self.inner(x)
@@ -563,7 +569,8 @@ def adversarial_results(ctx: "AuditContext", params: AdversarialParams) -> Adver
                     source = by_name.get(audited.source or "")
                     if source is None or not source.usable or source.int8:
                         run.mode = "transfer"
-                        run.skipped = "int8 model without a float32 source to craft transfer attacks on"
+                        run.skipped = ("no gradients through int8 modules, and no float32 source model to craft "
+                                       "transfer attacks on: only the black-box attacks apply")
                         res.runs.append(run)
                         continue
                     run.mode = f"transfer from {source.name}"

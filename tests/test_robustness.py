@@ -16,7 +16,7 @@ from auditor.checks.robustness import (
 )
 from auditor.engine import AuditContext, run_check
 from auditor.inputs import load_dataset
-from auditor.models import Model
+from auditor.models import Model, load_model
 from tests.conftest import digits_frames, write_policy
 from tests.robust_helpers import context, digits_images, trained_cnn
 
@@ -259,3 +259,61 @@ def test_labels_that_do_not_index_the_outputs_are_skipped(tmp_path):
                        model=Model(tmp_path / "m", "0" * 64, "state_dict", torch.nn.Linear(2, 2).eval()))
     r = run_check("robustness.adversarial", ctx)
     assert r.status == "skipped" and "labels" in r.reason
+
+
+class Softmaxed(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.inner(x), dim=1)
+
+
+SMALL_PGD = """
+name: t
+extends: nist-ai-rmf
+checks:
+  robustness.adversarial:
+    params:
+      sample_size: 150
+      attacks: [{name: pgd, norm: inf, eps: [0.1], steps: 5}]
+"""
+
+
+def _robust(ctx) -> float:
+    r = run_check("robustness.adversarial", ctx)
+    assert r.status in ("pass", "fail"), r.reason
+    return r.metrics["results"][0]["robust_accuracy"]
+
+
+def test_probability_outputs_and_fixed_batch_exports_are_attacked_like_logits(tmp_path):
+    """A model ending in softmax is attacked through log-probabilities (the same cross-entropy gradient), and a
+    torch.export program traced with a fixed batch size through padded batches: same robust accuracy."""
+    ctx = context(tmp_path / "a", SMALL_PGD)
+    reference = _robust(ctx)
+    probs = context(tmp_path / "b", SMALL_PGD)
+    probs.model = Model(probs.model.path, probs.model.sha256, "state_dict", Softmaxed(trained_cnn()).eval())
+    assert evaluation_set(probs, 150, "data").output_kind == "probs"
+    assert abs(_robust(probs) - reference) <= 0.01
+    x = torch.from_numpy(digits_images()[1][:64])
+    torch.export.save(torch.export.export(trained_cnn(), (x,)), str(tmp_path / "cnn.pt2"))
+    exported = context(tmp_path / "c", SMALL_PGD)
+    exported.model = load_model(tmp_path / "cnn.pt2")
+    assert exported.model.fixed_batch == 64  # 150 rows: batches of 64 with the last one padded
+    assert abs(_robust(exported) - reference) <= 0.01
+
+
+def test_an_int8_model_given_as_the_model_is_only_queried(tmp_path):
+    import warnings
+
+    ctx = context(tmp_path, SMALL_PGD.replace("steps: 5}]", "steps: 5}, {name: square, norm: inf, eps: [0.1], steps: 10}]"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(trained_cnn(), {torch.nn.Linear}, dtype=torch.qint8)
+    ctx.model = Model(ctx.model.path, ctx.model.sha256, "state_dict", q)
+    r = run_check("robustness.adversarial", ctx)
+    by = {x["attack"]: x for x in r.metrics["results"]}
+    assert by["pgd"]["robust_accuracy"] is None and "no gradients through int8" in by["pgd"]["skipped"]
+    assert by["square"]["mode"] == "black-box" and by["square"]["robust_accuracy"] is not None
+    assert r.metrics["models"]["original"]["int8"] is True
