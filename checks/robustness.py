@@ -648,6 +648,10 @@ class Adversarial(Check):
             if r.skipped:
                 findings.append(Finding(f"{r.model}: {r.attack} L{r.norm} eps {r.eps:g} not run: {r.skipped}"))
         metrics["failed"] = [f"{r.model}: {r.attack} L{r.norm} eps {r.eps:g}" for r in failed]
+        if not any(r.robust is not None for r in res.runs):
+            return Outcome(status="skipped", reason="no attack could be run: " + "; ".join(
+                sorted({r.skipped for r in res.runs if r.skipped} | {m.skipped for m in res.models if m.skipped})
+                or {"the policy lists no attack"}), metrics=metrics, findings=findings)
         return Outcome(status="fail" if failed else "pass", metrics=metrics, findings=findings)
 
 

@@ -317,3 +317,8 @@ def test_an_int8_model_given_as_the_model_is_only_queried(tmp_path):
     assert by["pgd"]["robust_accuracy"] is None and "no gradients through int8" in by["pgd"]["skipped"]
     assert by["square"]["mode"] == "black-box" and by["square"]["robust_accuracy"] is not None
     assert r.metrics["models"]["original"]["int8"] is True
+    # with white-box attacks only, nothing can be measured on it: skipped, saying why
+    only_pgd = context(tmp_path / "pgd", SMALL_PGD)
+    only_pgd.model = ctx.model
+    r = run_check("robustness.adversarial", only_pgd)
+    assert r.status == "skipped" and "no gradients through int8" in r.reason
