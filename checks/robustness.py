@@ -290,14 +290,23 @@ def white_box_classifier(model: "Model", ev: EvalSet):
     from torch import nn
     from art.estimators.classification import PyTorchClassifier
 
-    return PyTorchClassifier(
-        model=_as_logits_module(model.module, ev.output_kind, model.fixed_batch),
-        loss=nn.CrossEntropyLoss(),
-        input_shape=tuple(ev.X.shape[1:]),
-        nb_classes=ev.n_classes,
-        clip_values=ev.clip,
-        device_type="cpu",
-    )
+    with _quiet_grad_access():
+        return PyTorchClassifier(
+            model=_as_logits_module(model.module, ev.output_kind, model.fixed_batch),
+            loss=nn.CrossEntropyLoss(),
+            input_shape=tuple(ev.X.shape[1:]),
+            nb_classes=ev.n_classes,
+            clip_values=ev.clip,
+            device_type="cpu",
+        )
+
+
+@contextlib.contextmanager
+def _quiet_grad_access():
+    """ART moves the model and reads .grad of every parameter; TorchScript parameters warn about that."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*grad attribute of a Tensor that is not a leaf.*")
+        yield
 
 
 def _grid(shape: tuple[int, ...]) -> "tuple[tuple[int, ...], int]":
@@ -454,8 +463,7 @@ def run_white_box(clf: Any, spec: AttackSpec, eps_abs: float, X: "np.ndarray", y
         attack = ProjectedGradientDescent(clf, norm=norm, eps=eps_abs, eps_step=step, max_iter=steps,
                                           num_random_init=1 if spec.random_init else 0, batch_size=batch_size,
                                           verbose=False)
-    with warnings.catch_warnings():  # ART reads .grad of every parameter; TorchScript modules warn about it
-        warnings.filterwarnings("ignore", message=".*grad attribute of a Tensor that is not a leaf.*")
+    with _quiet_grad_access():
         return attack.generate(X, y=y)
 
 
