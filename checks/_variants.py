@@ -225,18 +225,18 @@ def _torchao():
 
 @contextlib.contextmanager
 def _quiet_torchao():
-    """torchao logs a warning per CUDA kernel library it cannot load on a CPU machine; keep them off stderr."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
-    levels = [log.level for log in loggers]
-    for log in loggers:
-        log.setLevel(logging.ERROR)
+    """torchao logs a warning per CUDA kernel library it cannot load on a CPU machine; keep them (and torch's
+    own log records and warnings, as while loading a model) off stderr."""
+    from auditor.models import _quiet
+
+    log = logging.getLogger("torchao")
+    level = log.level
+    log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             yield
     finally:
-        for log, level in zip(loggers, levels):
-            log.setLevel(level)
+        log.setLevel(level)
 
 
 def quantize_int8(module: Any, dynamic: bool, backend: str = "auto") -> tuple[Any, str, int]:
