@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_UNUSABLE
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # torch's C++ warnings (e.g. loading an int8 TorchScript model) bypass Python's warning filters and would
+    # print on stderr; read when torch is first imported, which the commands do lazily after this point
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     from auditor.errors import AuditorError
 
     try:
