@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", type=Path, help="TorchScript, torch.export .pt2, or state_dict file")
     run.add_argument("--model-factory", metavar="MODULE:FUNCTION",
                      help="builds the architecture for a state_dict model (imported from the working directory)")
+    run.add_argument("--optimized", type=Path, metavar="PATH",
+                     help="optimized (quantized, pruned, ...) version of --model to audit and compare with it "
+                          "(same formats; a state_dict uses --model-factory too)")
     run.add_argument("--out", type=Path, help="output folder (default: ./audit-report)")
     run.add_argument("--format",
                      help=f"comma-separated output formats (default: {DEFAULT_FORMATS})")
@@ -116,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_UNUSABLE
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # torch's C++ warnings (e.g. loading an int8 TorchScript model) bypass Python's warning filters and would
+    # print on stderr; read when torch is first imported, which the commands do lazily after this point
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     from auditor.errors import AuditorError
 
     try:
@@ -265,13 +271,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def load_inputs(args: argparse.Namespace, policy, progress):
     """Datasets and model from the command line (and policy defaults) into an AuditContext."""
     from auditor.engine import AuditContext
-    from auditor.errors import InputError
+    from auditor.errors import AuditorError, InputError
     from auditor.inputs import load_dataset
     from auditor.models import load_model
 
+    if args.optimized is not None and args.model is None:
+        raise AuditorError("--optimized needs --model: the original model to compare the optimized one with")
     label = args.label or policy.label
     exclude = list(dict.fromkeys([*policy.exclude, *args.exclude]))
-    train = test = model = None
+    train = test = model = optimized = None
     if args.train is not None:
         with progress.status(f"reading {args.train}"):
             train = load_dataset(args.train, "train", label=label, exclude=exclude)
@@ -282,6 +290,9 @@ def load_inputs(args: argparse.Namespace, policy, progress):
     if args.model is not None:
         with progress.status(f"loading {args.model}"):
             model = load_model(args.model, factory=args.model_factory)
+        if args.optimized is not None:
+            with progress.status(f"loading {args.optimized}"):
+                optimized = load_model(args.optimized, factory=args.model_factory)
         for ds in (train, test):
             if ds is not None:
                 ds.check_model_features()
@@ -292,8 +303,8 @@ def load_inputs(args: argparse.Namespace, policy, progress):
                 what = "array" if ds.is_array else "column"
                 raise InputError(f"sensitive {what} {name!r} not found", ds.path)
     seed = args.seed if args.seed is not None else policy.seed
-    return AuditContext(policy=policy, seed=seed, train=train, test=test, model=model, progress=progress,
-                        sensitive=sensitive)
+    return AuditContext(policy=policy, seed=seed, train=train, test=test, model=model, optimized=optimized,
+                        progress=progress, sensitive=sensitive)
 
 
 def _print_outcome(report, written) -> None:

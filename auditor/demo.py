@@ -7,6 +7,11 @@ checks found. The gate is expected to fail: that is the point of the planted pro
 
 The reports are signed with a demo key generated into ``OUT/keys/`` (its passphrase is stored beside it
 in ``demo-passphrase.txt``): a key for demonstration only, never for real reports.
+
+It also ships optimized variants of the classifier: an int8 dynamically quantized copy saved as
+TorchScript (``model-int8.pt``, passed with ``--optimized``) and a policy (``policy.yaml``, extending the
+default) that asks the auditor to make two more itself: simulated int8 weight-only quantization and
+50 % magnitude pruning. Each is audited as a model of its own and compared with the original.
 """
 
 from __future__ import annotations
@@ -16,6 +21,17 @@ from pathlib import Path
 
 MISLABEL_FRACTION = 0.06
 DUPLICATE_FRACTION = 0.03
+DEMO_POLICY = """\
+# The default policy, plus optimized variants the auditor builds from the model and audits.
+name: demo
+extends: nist-ai-rmf
+checks:
+  optimization.comparison:
+    params:
+      optimizations:
+        - {kind: int8_weight_only}
+        - {kind: prune_unstructured, sparsity: 0.5}
+"""
 
 
 def build_example(data_dir: Path, seed: int = 0) -> dict:
@@ -48,7 +64,8 @@ def build_example(data_dir: Path, seed: int = 0) -> dict:
         frame["label"] = labels
         frame.to_csv(data_dir / f"{name}.csv", index=False)
 
-    _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed)
+    _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed, int8_path=data_dir / "model-int8.pt")
+    (data_dir / "policy.yaml").write_text(DEMO_POLICY)
     planted = {
         "mislabelled_rows": flipped.tolist(),
         "duplicate_rows": duplicates.tolist(),
@@ -60,8 +77,11 @@ def build_example(data_dir: Path, seed: int = 0) -> dict:
     return planted
 
 
-def _train_model(X, y, path: Path, seed: int) -> None:
-    """A small MLP on pixel values (the model scales its 0..16 inputs itself), saved as TorchScript."""
+def _train_model(X, y, path: Path, seed: int, int8_path: Path | None = None) -> None:
+    """A small MLP on pixel values (the model scales its 0..16 inputs itself), saved as TorchScript, and
+    its int8 dynamically quantized copy (``torch.ao``, whose quantized modules TorchScript can save)."""
+    import warnings
+
     import torch
     from torch import nn
 
@@ -87,6 +107,11 @@ def _train_model(X, y, path: Path, seed: int) -> None:
         opt.step()
     model.eval()
     torch.jit.save(torch.jit.script(model), str(path))
+    if int8_path is not None:
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao; still works
+            warnings.simplefilter("ignore")
+            quantized = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+            torch.jit.save(torch.jit.script(quantized), str(int8_path))
 
 
 def _score(found: set[int], planted: set[int]) -> str:
@@ -136,7 +161,8 @@ def run_demo(out: Path, seed: int = 0) -> int:
     print(f"signing with the DEMO key in {key.parent} (for demonstration only: its passphrase is stored beside it)")
     code = main([
         "run", "--train", str(data_dir / "train.csv"), "--test", str(data_dir / "test.csv"), "--label", "label",
-        "--model", str(data_dir / "model.pt"), "--out", str(out), "--seed", str(seed),
+        "--model", str(data_dir / "model.pt"), "--optimized", str(data_dir / "model-int8.pt"),
+        "--policy", str(data_dir / "policy.yaml"), "--out", str(out), "--seed", str(seed),
         "--sign-key", str(key), "--sign-cert", str(cert), "--passphrase-file", str(passfile),
     ])
     if code == EXIT_UNUSABLE:
@@ -153,8 +179,34 @@ def run_demo(out: Path, seed: int = 0) -> int:
     dups = {r for f in checks["data.duplicates"]["findings"] if "repeat" in f["message"] for r in f.get("rows") or []}
     print(f"  duplicated rows ({len(planted['duplicate_rows'])}): data.duplicates "
           + _score(dups, set(planted["duplicate_rows"])))
+    _print_robustness(checks)
     print(f"\ngate: {report['summary']['gate'].upper()} (expected FAIL: the example carries planted problems)")
     print(f"reports: {', '.join(str(out / n) for n in ('report.json', 'report.pdf', 'report.sarif', 'report.junit.xml'))}")
     print(f"signed: {out / 'report.dsse.json'} (DSSE/in-toto) and the PDF itself (PAdES); check them with")
     print(f"  auditor verify {out / 'report.json'} --cert {cert}")
     return EXIT_PASS
+
+
+def _print_robustness(checks: dict) -> None:
+    """The robustness of each model and how each optimized variant compares with the original."""
+    adv = checks.get("robustness.adversarial", {})
+    if adv.get("status") in ("pass", "fail"):
+        print(f"\nrobustness.adversarial: {adv['status'].upper()} "
+              f"({adv['metrics']['sample_size']} test rows, eps as a fraction of the input range)")
+        for name, m in adv["metrics"]["models"].items():
+            if "worst_case" in m:
+                cases = ", ".join(f"L{w['norm']} {w['eps']:g}: {w['robust_accuracy']:.2f}" for w in m["worst_case"])
+                print(f"  {name}: clean {m['clean_accuracy']:.3f}; robust {cases}")
+    comp = checks.get("optimization.comparison", {})
+    if comp.get("status") in ("pass", "fail"):
+        print(f"\noptimization.comparison: {comp['status'].upper()}")
+        for v in comp["metrics"]["variants"]:
+            if "skipped" in v:
+                print(f"  {v['name']}: not compared ({v['skipped']})")
+                continue
+            verdict = "FAIL: " + ", ".join(v["failed"]) if v["failed"] else "pass"
+            drop = v["max_robust_accuracy_drop"]
+            print(f"  {v['name']}{' (int8)' if v['int8'] else ''}: clean accuracy drop {100 * v['clean_accuracy_drop']:.1f} pts, "
+                  f"agreement {100 * v['agreement']:.1f}%, robust accuracy drop "
+                  f"{'n/a' if drop is None else f'{100 * drop:.1f} pts'}, size x{v['size_ratio']:.2f}, "
+                  f"latency x{v['latency_ratio']:.2f} -> {verdict}")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 ENV_PACKAGES = (
     "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "torch", "great-expectations", "cleanlab",
-    "pydantic", "adversarial-robustness-toolbox", "reportlab", "pyHanko", "cryptography",
+    "pydantic", "adversarial-robustness-toolbox", "torchao", "fairlearn", "reportlab", "pyHanko", "cryptography",
 )
 
 
@@ -58,6 +58,8 @@ class AuditContext:
     train: "Dataset | None" = None
     test: "Dataset | None" = None
     model: "Model | None" = None
+    #: an optimized (quantized, pruned, ...) version of ``model`` to compare with it (--optimized)
+    optimized: "Model | None" = None
     progress: Progress = field(default_factory=SilentProgress)
     check_id: str = ""
     sensitive: tuple[str, ...] = ()  # sensitive attributes (columns, or NPZ arrays such as ``groups``)
@@ -65,6 +67,8 @@ class AuditContext:
     waiver_sources: tuple[tuple[str, str], ...] = ()  # (path, sha256) of waiver files
     baseline: "tuple[dict, str, str] | None" = None  # (report dict, path, sha256) of --baseline
     today: "date | None" = None  # the date waivers expire against (default: the run's UTC date)
+    #: values several checks share within one run (e.g. the optimized variants built from the model)
+    cache: dict = field(default_factory=dict, repr=False)
 
     def available(self) -> set[str]:
         have = set()
@@ -78,6 +82,8 @@ class AuditContext:
             have.add("model")
         if self.sensitive:
             have.add("sensitive")
+        if self.optimized is not None:
+            have.add("optimized")
         return have
 
     def datasets(self) -> list["Dataset"]:
@@ -146,6 +152,8 @@ def subjects(ctx: AuditContext) -> tuple[Subject, ...]:
     out = [Subject(d.name, "dataset", str(d.path), d.sha256) for d in ctx.datasets()]
     if ctx.model is not None:
         out.append(Subject("model", "model", str(ctx.model.path), ctx.model.sha256))
+    if ctx.optimized is not None:
+        out.append(Subject("optimized", "model", str(ctx.optimized.path), ctx.optimized.sha256))
     for i, (path, digest) in enumerate(ctx.policy.sources):
         is_top = i == len(ctx.policy.sources) - 1
         out.append(Subject("policy" if is_top else f"policy-base-{i}", "policy", path, digest))
@@ -230,6 +238,7 @@ def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
         inputs={
             **{d.name: d.describe() for d in ctx.datasets()},
             **({"model": ctx.model.describe()} if ctx.model is not None else {}),
+            **({"optimized": ctx.optimized.describe()} if ctx.optimized is not None else {}),
         },
         environment=_environment(),
         coverage=coverage.build(policy.frameworks, results, policy.primary_framework, policy.framework_names),

@@ -24,6 +24,7 @@ INPUTS = {
     "label": "a label column (--label, or a column named label/target/class/y)",
     "model": "a model (--model)",
     "sensitive": "a sensitive attribute (--sensitive COLUMN, or the policy's sensitive list)",
+    "optimized": "an optimized model (--optimized)",
 }
 
 

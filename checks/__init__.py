@@ -6,7 +6,9 @@ Importing this package is cheap: each check imports its heavy libraries inside `
 from auditor.checks.data import ClassBalance, Drift, Duplicates
 from auditor.checks.fairness import FairnessData, FairnessModel
 from auditor.checks.labels import LabelIssues
+from auditor.checks.optimization import Comparison
 from auditor.checks.provenance import Integrity
+from auditor.checks.robustness import Adversarial, Noise
 from auditor.checks.validation import Validation
 
 ALL = (
@@ -18,6 +20,9 @@ ALL = (
     LabelIssues,
     FairnessData,
     FairnessModel,
+    Adversarial,
+    Noise,
+    Comparison,
 )
 
 __all__ = ["ALL"]

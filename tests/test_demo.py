@@ -30,3 +30,12 @@ def test_demo_builds_audits_and_finds_the_planted_problems(tmp_path, capsys):
     assert dups == set(planted["duplicate_rows"])
     assert "planted problems" in printed and "data.label_issues found" in printed
     assert {s["kind"] for s in report["subjects"]} == {"dataset", "model", "policy"}
+
+    # optimized variants: the supplied int8 TorchScript and the two the demo policy asks the auditor to make
+    variants = {v["name"]: v for v in checks["optimization.comparison"]["metrics"]["variants"]}
+    assert set(variants) == {"optimized", "int8_weight_only", "prune_unstructured@0.5"}
+    assert variants["optimized"]["int8"] is True and variants["optimized"]["origin"] == "supplied"
+    assert variants["prune_unstructured@0.5"]["weight_sparsity"] >= 0.45
+    adversarial = checks["robustness.adversarial"]["metrics"]["models"]
+    assert set(adversarial) == {"original", *variants}
+    assert "optimization.comparison:" in printed and "robustness.adversarial:" in printed
