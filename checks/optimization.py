@@ -61,6 +61,9 @@ class ComparisonParams(Params):
     max_size_ratio: float | None = Field(None, gt=0, description="fail when variant size / original size exceeds this")
     max_latency_ratio: float | None = Field(None, gt=0, description="fail when variant latency / original exceeds this")
     sample_size: int = Field(5000, ge=10, description="test rows for clean accuracy, agreement and latency")
+    max_fairness_gap_increase: float = Field(
+        0.05, ge=0, le=1, description="fail when a variant widens a fairness gap (per sensitive attribute) by more")
+    fairness_min_group_size: int = Field(30, ge=1, description="groups smaller than this are left out of the gaps")
     latency_repeats: int = Field(5, ge=1, le=100)
 
 
@@ -223,6 +226,14 @@ class Comparison(Check):
                                    + (f" (target {after.get('target')})" if after.get("target") is not None else "")
                                    + " that the original does not show"))
 
+            if ctx.sensitive:
+                row["fairness"] = fairness_deltas(ctx, ev, preds[original.name], preds[v.name], params)
+                for attr, per_attr in row["fairness"].items():
+                    for gap, d in per_attr.get("gaps", {}).items():
+                        if d["widened_by"] > params.max_fairness_gap_increase:
+                            deltas.append(("fairness_gap", f"{attr}: {gap} widens by {d['widened_by']:.3f} > "
+                                           f"{params.max_fairness_gap_increase:g} ({d['original']:.3f} -> {d['variant']:.3f})"))
+
             size_ratio = sizes[v.name] / sizes[original.name]
             lat_ratio = latency[v.name] / latency[original.name] if latency[original.name] > 0 else None
             row.update({"size_bytes": sizes[v.name], "size_ratio": round(size_ratio, 4),
@@ -244,7 +255,8 @@ class Comparison(Check):
             "thresholds": {"max_clean_accuracy_drop": params.max_clean_accuracy_drop,
                            "max_robust_accuracy_drop": params.max_robust_accuracy_drop,
                            "min_agreement": params.min_agreement, "fail_on_new_backdoor": params.fail_on_new_backdoor,
-                           "max_size_ratio": params.max_size_ratio, "max_latency_ratio": params.max_latency_ratio},
+                           "max_size_ratio": params.max_size_ratio, "max_latency_ratio": params.max_latency_ratio,
+                           "max_fairness_gap_increase": params.max_fairness_gap_increase},
             **{k: v for k, v in ev.describe().items() if k in ("sample_size", "classes", "clip")},
             "robust_sample_size": int(len(adv.ev.y)),
             "original": {"clean_accuracy": round(acc[original.name], 4), "size_bytes": sizes[original.name],
@@ -263,6 +275,42 @@ class Comparison(Check):
             "failed": failed,
         }
         return Outcome(status="fail" if failed else "pass", metrics=metrics, findings=findings)
+
+
+#: fairness gaps compared before/after optimization, and whether a larger value is worse
+FAIRNESS_GAPS = {"demographic_parity_ratio": False, "equalized_odds_difference": True, "accuracy_difference": True}
+
+
+def fairness_deltas(ctx: "AuditContext", ev: Any, pred_original: Any, pred_variant: Any,
+                    params: ComparisonParams) -> dict[str, Any]:
+    """Per sensitive attribute: each fairness gap for the original and the variant on the evaluation sample
+    (groups below the minimum size left out), and how much the variant widens it."""
+    import numpy as np
+
+    from auditor.checks.fairness import group_report, group_values
+
+    out: dict[str, Any] = {}
+    y = np.asarray(ev.y).astype(str)
+    pos = "1" if ev.n_classes == 2 else None
+    for attr in ctx.sensitive:
+        groups = group_values(ctx.test, attr).to_numpy().astype(str)[ev.rows]
+        sizes = {g: int((groups == g).sum()) for g in set(groups)}
+        keep = np.isin(groups, [g for g, n in sizes.items() if n >= params.fairness_min_group_size])
+        if len({g for g in groups[keep]}) < 2:
+            out[attr] = {"note": "fewer than two groups large enough in the evaluation sample"}
+            continue
+        rng = np.random.default_rng(0)
+        before = group_report(y[keep], np.asarray(pred_original).astype(str)[keep], groups[keep], pos, rng, 0, 0.95)
+        after = group_report(y[keep], np.asarray(pred_variant).astype(str)[keep], groups[keep], pos, rng, 0, 0.95)
+        gaps = {}
+        for gap, higher_is_worse in FAIRNESS_GAPS.items():
+            if gap not in before["gaps"]:
+                continue
+            a, b = before["gaps"][gap]["value"], after["gaps"][gap]["value"]
+            widened = (b - a) if higher_is_worse else (a - b)
+            gaps[gap] = {"original": round(a, 4), "variant": round(b, 4), "widened_by": round(widened, 4)}
+        out[attr] = {"gaps": gaps, "groups": {g: n for g, n in sizes.items()}}
+    return out
 
 
 def _round(x: float | None, digits: int = 4) -> float | None:

@@ -139,3 +139,23 @@ def test_without_sensitive_attributes_fairness_is_skipped(tmp_path, digits_csv):
     fair = next(c for c in report["checks"] if c["id"] == "fairness.data")
     assert fair["status"] == "skipped" and "--sensitive" in fair["reason"]
     assert code == 0
+
+
+def test_variant_that_widens_a_fairness_gap_fails_the_comparison(planted):
+    policy = planted / "cmp.yaml"
+    policy.write_text(
+        "name: cmp\ncatalogs: [nist-ai-rmf]\nchecks:\n"
+        "  robustness.adversarial:\n    enabled: false\n"
+        "    params: {sample_size: 200, attacks: [{name: fgsm, norm: inf, eps: [0.05]}]}\n"
+        "  optimization.comparison:\n    params: {backdoor_scan: false, sample_size: 1000}\n")
+    code = main(["run", "--quiet", "--policy", str(policy), "--train", str(planted / "train.csv"),
+                 "--test", str(planted / "test.csv"), "--model", str(planted / "fair.pt"),
+                 "--optimized", str(planted / "biased.pt"), "--sensitive", "sex", "--exclude", "sex",
+                 "--out", str(planted / "cmp"), "--format", "json"])
+    report = json.loads((planted / "cmp" / "report.json").read_text())
+    check = next(c for c in report["checks"] if c["id"] == "optimization.comparison")
+    assert code == 1 and check["status"] == "fail", check.get("reason")
+    (variant,) = [v for v in check["metrics"]["variants"] if "fairness" in v]
+    gaps = variant["fairness"]["sex"]["gaps"]
+    assert gaps["demographic_parity_ratio"]["widened_by"] > 0.5
+    assert any("sex: demographic_parity_ratio widens" in f["message"] for f in check["findings"])
