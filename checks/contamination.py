@@ -271,7 +271,8 @@ def read_corpus(path: Path, max_chars: int = 2_000_000_000) -> list[str]:
 class NgramParams(Params):
     n: int = Field(13, ge=3, le=64, description="n-gram length in normalised tokens (GPT-3 used 13)")
     min_span: int | None = Field(
-        None, ge=1, description="an item is contaminated when its longest overlapping span reaches this many tokens (default n)"
+        None, ge=1, description="an item is contaminated when its longest overlapping span reaches this many tokens "
+                                "(default n; an item shorter than that, when all of it is found)"
     )
     min_overlap: float = Field(
         0.0, ge=0, le=1, description="... and at least this fraction of its n-grams occur in the corpus"
@@ -348,7 +349,8 @@ class NgramContamination(Check):
             items.extend(v if isinstance(v, str) else None for v in vals)
             item_row.extend(range(len(vals)))
         ctx.progress.step(f"looking up {len(items)} test items")
-        ov = overlap(tokenize_many(items), corpus, n, params.min_tokens)
+        test_tokens = tokenize_many(items)
+        ov = overlap(test_tokens, corpus, n, params.min_tokens)
         item_row_a = np.asarray(item_row, dtype=np.int64)
         # a row's overlap pools its text columns; its span is the longest of them
         row_ngrams = np.bincount(item_row_a, weights=ov.ngrams, minlength=n_rows)
@@ -361,7 +363,11 @@ class NgramContamination(Check):
         row_span[item_row_a[firsts]] = ov.longest_span[firsts]
         row_src[item_row_a[firsts]] = ov.source_doc[firsts]
         checked = row_ngrams > 0
-        flagged = np.flatnonzero(checked & (row_span >= min_span) & (row_frac >= params.min_overlap))
+        # an item shorter than the span needed (but looked up whole) is contaminated when all of it is found
+        item_len = test_tokens.lengths
+        item_hit = (ov.ngrams > 0) & (ov.longest_span >= np.minimum(min_span, item_len))
+        row_hit = np.bincount(item_row_a, weights=item_hit, minlength=n_rows) > 0
+        flagged = np.flatnonzero(checked & row_hit & (row_frac >= params.min_overlap))
         per_item = []
         for r in flagged:
             name, src_row = sources[int(row_src[r])] if row_src[r] >= 0 else ("?", -1)

@@ -144,16 +144,19 @@ class NearParams(Params):
     mode: Literal["auto", "table", "text"] = Field(
         "auto", description="auto: arrays as arrays, tables with text columns as text, other tables as tables"
     )
-    false_match_rate: float = Field(
-        1e-6, gt=0, lt=0.5,
-        description="threshold: the distance an ordinary test row would undercut with this probability (Weibull fit of the training set's own nearest-neighbour distances)",
+    false_alarm: float = Field(
+        0.01, gt=0, lt=0.5,
+        description="chance, per rule, that a clean test set has any row flagged: each row is tested at "
+                    "false_alarm / test rows (local TwoNN ratio rule; Weibull distance rule)",
     )
-    max_ratio: float = Field(0.5, gt=0, le=1, description="threshold at most this fraction of the lower quartile of training nearest-neighbour distances")
-    threshold: float | None = Field(None, gt=0, description="fixed distance threshold in scaled units (overrides the fit)")
+    max_ratio: float = Field(0.5, gt=0, le=1, description="distance guard: near-copies lie closer than this fraction of the lower quartile of training nearest-neighbour distances")
+    threshold: float | None = Field(None, gt=0, description="fixed global distance threshold in scaled units (replaces the Weibull fit)")
     max_fraction: float = Field(0.0, ge=0, le=1, description="fail when more than this fraction of test rows are near-copies")
     reference_rows: int = Field(2000, ge=50, description="training rows sampled for the reference distances")
     max_reference_index: int = Field(200_000, ge=1000, description="distinct training rows searched for the reference; more are subsampled and rescaled")
-    exact_pairs: float = Field(2e9, ge=0, description="largest number of same-block test x train pairs searched exactly; above it, E2LSH")
+    exact_pairs: float = Field(
+        2e9, ge=0, description="above this many same-block test x train pairs, spaces wider than 12 dimensions are "
+                               "searched with E2LSH (narrower ones always exactly, with KD-trees)")
     target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the threshold")
     ignore: list[str] = Field(default_factory=list, description="feature columns to leave out")
     text_jaccard: float = Field(0.7, gt=0, le=1, description="text: Jaccard similarity of word shingle sets that makes a near-copy")
@@ -184,6 +187,13 @@ class NearDuplicates(Check):
     Params = NearParams
 
     def run(self, ctx: "AuditContext", params: NearParams) -> Outcome:
+        from threadpoolctl import threadpool_limits
+
+        # skinny matrix products: BLAS threads cost 10-20x more than they save here
+        with threadpool_limits(limits=1):
+            return self._run(ctx, params)
+
+    def _run(self, ctx: "AuditContext", params: NearParams) -> Outcome:
         import numpy as np
 
         train, test = ctx.train, ctx.test
@@ -227,55 +237,58 @@ class NearDuplicates(Check):
         u_ids = np.sort(first)
         Xu, bu = space.train[u_ids], space.train_block[u_ids]
         ctx.progress.step(f"reference distances on {min(params.reference_rows, len(u_ids))} training rows")
-        ref = nb.reference(Xu, bu, rng, params.false_match_rate, params.max_ratio, params.reference_rows,
+        per_row = params.false_alarm / max(len(space.test), 1)
+        ref = nb.reference(Xu, bu, rng, per_row, params.max_ratio, params.reference_rows,
                            params.max_reference_index)
         metrics: dict = {
-            "mode": mode, "false_match_rate": params.false_match_rate, "max_ratio": params.max_ratio,
+            "mode": mode, "false_alarm": params.false_alarm, "per_row_false_match_rate": per_row,
+            "max_ratio": params.max_ratio,
             "max_fraction": params.max_fraction, "numeric_columns": len(space.numeric) if mode == "table" else space.dims,
             "block_columns": space.categorical, "space_dims": space.dims, "train_rows": len(space.train),
             "distinct_train_rows": int(len(u_ids)), "test_rows": len(space.test),
             "exact_copies_excluded": int(is_exact.sum()), **space.notes,
         }
-        if params.threshold is not None:
-            threshold, source = params.threshold, "policy"
-        elif ref is None:
+        if ref is None:
             return Outcome.skipped("too few training rows have a distinct neighbour in the same categorical block "
-                                   "to fit a distance threshold (set params.threshold to search anyway)")
-        else:
-            threshold, source = ref.threshold, "fitted"
-        if ref is not None:
-            metrics.update(ref.metrics())
-        metrics.update({"threshold": threshold, "threshold_source": source})
+                                   "to fit the near-duplicate thresholds")
+        metrics.update(ref.metrics())
+        threshold = params.threshold if params.threshold is not None else ref.distance_threshold
+        metrics["distance_threshold_source"] = "policy" if params.threshold is not None else "weibull fit"
+        metrics["distance_threshold"] = threshold
         pairs = nb.block_pairs(space.test_block, bu)
-        if pairs <= params.exact_pairs:
+        if pairs <= params.exact_pairs or space.dims <= nb.KD_TREE_MAX_DIMS:
             ctx.progress.step(f"exact nearest neighbours ({pairs:.3g} pairs)")
-            dist, idx, compared = nb.nearest(space.test, space.test_block, Xu, bu)
-            metrics.update({"search": "exact", "pairs_compared": int(compared)})
+            found = nb.nearest(space.test, space.test_block, Xu, bu)
+            metrics.update({"search": "exact", "pairs_compared": int(found.pairs)})
         else:
+            radius = max(ref.guard, threshold)
             ctx.progress.step(f"E2LSH grid search ({pairs:.3g} pairs exceed the exact budget)")
-            dist, idx, plan, compared = nb.grid_search(Xu, bu, space.test, space.test_block, threshold, rng,
-                                                        params.target_recall)
-            metrics.update({"search": "e2lsh", "pairs_compared": int(compared), "lsh_tables": plan.tables,
+            found, plan = nb.grid_search(Xu, bu, space.test, space.test_block, radius, rng, params.target_recall)
+            metrics.update({"search": "e2lsh", "pairs_compared": int(found.pairs), "lsh_tables": plan.tables,
                             "lsh_projections_per_table": plan.cells_per_table, "lsh_cell_width": plan.width,
-                            "lsh_recall_at_threshold": round(plan.pair_recall, 6)})
-        near = (dist <= threshold) & ~is_exact & (idx >= 0)
+                            "lsh_recall_at_radius": round(plan.pair_recall, 6)})
+        near = nb.flag_near(found, ref, threshold) & ~is_exact
         rows = np.flatnonzero(near)
-        train_rows = u_ids[idx[rows]]
+        train_rows = u_ids[found.i1[rows]]
         fraction = len(rows) / max(len(space.test), 1)
-        finite = np.isfinite(dist) & ~is_exact
-        if mode and finite.any() and metrics["search"] == "exact" and ref is not None and ref.r25 > 0:
-            ratio = dist[finite] / ref.r25
-            metrics["test_nn_distance_over_q25"] = {k: round(float(v), 6) for k, v in
-                                                    zip(("p01", "p10", "p50"), np.percentile(ratio, [1, 10, 50]))}
-        metrics.update({"near_duplicate_rows": int(len(rows)), "near_duplicate_fraction": round(fraction, 6),
-                        "expected_by_chance": round(params.false_match_rate * len(space.test), 6)})
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.minimum(found.d2, ref.guard) / found.d1
+        ordinary = ~near & ~is_exact & (found.i1 >= 0) & (found.d1 > 0) & (found.d1 <= ref.guard)
+        if ordinary.any():  # how close the rows not flagged came to each threshold
+            metrics["unflagged_max_ratio"] = round(float(np.max(ratio[ordinary])), 4)
+        unflagged = ~near & ~is_exact & (found.i1 >= 0) & (found.d1 > 0)
+        if unflagged.any():
+            metrics["unflagged_min_distance"] = round(float(np.min(found.d1[unflagged])), 6)
+        metrics.update({"near_duplicate_rows": int(len(rows)), "near_duplicate_fraction": round(fraction, 6)})
         findings = []
         if len(rows):
             findings.append(Finding(
-                f"test: {len(rows)} of {len(space.test)} rows ({fraction:.2%}) lie within {threshold:.4g} "
-                f"(scaled distance) of a training row without being exact copies",
+                f"test: {len(rows)} of {len(space.test)} rows ({fraction:.2%}) are near-copies of training rows "
+                f"(nearest training row {ref.ratio_threshold:.3g}x closer than the next, or within {threshold:.3g})",
                 dataset="test", rows=tuple(int(r) for r in rows),
-                details=_matches_detail(rows, train_rows, dist[rows], "distance"),
+                details={"matches": [[int(a), int(b), round(float(d), 6), round(float(r), 3) if np.isfinite(r) else None]
+                                     for a, b, d, r in zip(rows, train_rows, found.d1[rows], ratio[rows])],
+                         "match_columns": ["test_row", "train_row", "distance", "second_over_first"]},
             ))
         return Outcome(status=_status(fraction, len(rows), params.max_fraction), metrics=metrics, findings=findings)
 

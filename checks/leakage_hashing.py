@@ -118,6 +118,9 @@ def _canon_objects(values: "np.ndarray", float32: bool) -> Canonical:
     num = np.zeros(n, dtype=np.float64)
     text = np.empty(n, dtype=object)
     ints = np.zeros(n, dtype=np.int64)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        _canon_strings(values, float32, kind, num, text)
+        return Canonical(kind, num, text, ints)
     s = pd.Series(values, dtype=object)
     is_bool = s.map(lambda x: isinstance(x, (bool, np.bool_))).to_numpy(dtype=bool)
     is_num = s.map(lambda x: isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))).to_numpy(dtype=bool)
@@ -156,6 +159,37 @@ def _canon_objects(values: "np.ndarray", float32: bool) -> Canonical:
         kind[idx[is_text]] = 2
         text[idx[is_text]] = folded.to_numpy(dtype=object)[is_text]
     return Canonical(kind, num, text, ints)
+
+
+def _canon_strings(values: "np.ndarray", float32: bool, kind, num, text) -> None:
+    """Fast path of _canon_objects when every value is a str (pyarrow kernels; fills the arrays in place)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values, type=pa.large_string())
+    folded = pc.replace_substring_regex(pc.utf8_trim_whitespace(arr), _WHITESPACE, " ")
+    nonempty = pc.not_equal(pc.utf8_length(folded), 0).to_numpy(zero_copy_only=False)
+    # only strings that look like numbers are parsed
+    looks = pc.match_substring_regex(folded, r"^[+-]?(\d|\.\d|inf|nan|infinity)", ignore_case=True).to_numpy(zero_copy_only=False)
+    folded_np = folded.to_numpy(zero_copy_only=False).astype(object)
+    cand = np.flatnonzero(looks & nonempty)
+    is_number = np.zeros(len(values), dtype=bool)
+    looks_nan = np.zeros(len(values), dtype=bool)
+    if len(cand):
+        import pandas as pd
+
+        parsed = pd.to_numeric(pd.Series(folded_np[cand]), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        low = pd.Series(folded_np[cand]).str.lower()
+        ok = ~np.isnan(parsed)
+        is_number[cand[ok]] = True
+        looks_nan[cand[~ok & low.isin(["nan", "-nan", "+nan"]).to_numpy(dtype=bool)]] = True
+        _, v = _float_canon(parsed[ok], float32)
+        kind[cand[ok]] = 1
+        num[cand[ok]] = v
+    is_text = nonempty & ~is_number & ~looks_nan
+    kind[is_text] = 2
+    text[is_text] = folded_np[is_text]
 
 
 def canonical(values: "pd.Series | np.ndarray", float32: bool = False) -> Canonical:
