@@ -259,6 +259,7 @@ class NearDuplicates(Check):
         if pairs <= params.exact_pairs or space.dims <= nb.KD_TREE_MAX_DIMS:
             ctx.progress.step(f"exact nearest neighbours ({pairs:.3g} pairs)")
             found = nb.nearest(space.test, space.test_block, Xu, bu)
+            radius = None
             metrics.update({"search": "exact", "pairs_compared": int(found.pairs)})
         else:
             radius = max(ref.guard, threshold)
@@ -267,19 +268,20 @@ class NearDuplicates(Check):
             metrics.update({"search": "e2lsh", "pairs_compared": int(found.pairs), "lsh_tables": plan.tables,
                             "lsh_projections_per_table": plan.cells_per_table, "lsh_cell_width": plan.width,
                             "lsh_recall_at_radius": round(plan.pair_recall, 6)})
-        near = nb.flag_near(found, ref, threshold) & ~is_exact
+        near = nb.flag_near(found, ref, threshold, radius) & ~is_exact
         rows = np.flatnonzero(near)
         train_rows = u_ids[found.i1[rows]]
         fraction = len(rows) / max(len(space.test), 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.minimum(found.d2, ref.guard) / found.d1
+            ratio = (found.d2 if radius is None else np.minimum(found.d2, radius)) / found.d1
         ordinary = ~near & ~is_exact & (found.i1 >= 0) & (found.d1 > 0) & (found.d1 <= ref.guard)
         if ordinary.any():  # how close the rows not flagged came to each threshold
             metrics["unflagged_max_ratio"] = round(float(np.max(ratio[ordinary])), 4)
         unflagged = ~near & ~is_exact & (found.i1 >= 0) & (found.d1 > 0)
         if unflagged.any():
             metrics["unflagged_min_distance"] = round(float(np.min(found.d1[unflagged])), 6)
-        metrics.update({"near_duplicate_rows": int(len(rows)), "near_duplicate_fraction": round(fraction, 6)})
+        metrics.update({"near_duplicate_rows": int(len(rows)), "near_duplicate_fraction": round(fraction, 6),
+                        "expected_false_flags": round(2 * per_row * len(space.test), 6)})
         findings = []
         if len(rows):
             findings.append(Finding(

@@ -383,12 +383,17 @@ def reference(space_train: "np.ndarray", block: "np.ndarray", rng: "np.random.Ge
                      int(len(index_ids)), n if subset else None)
 
 
-def flag_near(nb: Neighbours, ref: Reference, distance_threshold: float | None = None) -> "np.ndarray":
-    """The decision: d1 > 0 and (d1 <= the global threshold, or d1 <= guard with min(d2, guard) / d1 >= ratio)."""
+def flag_near(nb: Neighbours, ref: Reference, distance_threshold: float | None = None,
+              searched_radius: float | None = None) -> "np.ndarray":
+    """The decision: d1 > 0 and (d1 <= the global threshold, or d1 <= guard with d2 / d1 >= ratio).
+
+    After a fixed-radius search (``searched_radius``), d2 beyond the radius may not be the true second
+    neighbour, so it counts as the radius: the ratio can only be underestimated, never inflated."""
     import numpy as np
 
     thr = ref.distance_threshold if distance_threshold is None else distance_threshold
-    d1, d2 = nb.d1, np.minimum(nb.d2, ref.guard)
+    d1 = nb.d1
+    d2 = nb.d2 if searched_radius is None else np.minimum(nb.d2, searched_radius)
     with np.errstate(divide="ignore", invalid="ignore"):
         local = (d1 <= ref.guard) & (d2 / d1 >= ref.ratio_threshold)
     return (nb.i1 >= 0) & (d1 > 0) & ((d1 <= thr) | local)

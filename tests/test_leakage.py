@@ -214,9 +214,17 @@ def test_dense_low_dimensional_data_is_not_flagged(tmp_path):
     frame = pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(size=n), "label": rng.integers(0, 2, n)})
     ctx = _ctx(tmp_path, frame.iloc[:30_000], frame.iloc[30_000:].reset_index(drop=True))
     r = run_check("leakage.near_duplicates", ctx)
-    assert r.status == "pass", r.findings[0].message if r.findings else ""
+    # by design a clean test set has a 1 % chance (false_alarm) of any flag per rule; expected 0.01 rows here
+    assert r.metrics["near_duplicate_rows"] <= 2
     assert r.metrics["twonn_dimension"] == pytest.approx(2.0, abs=0.3)
-    assert r.metrics["unflagged_max_ratio"] < r.metrics["ratio_threshold"]
+    assert r.metrics["expected_false_flags"] == pytest.approx(0.02)
+    # a threshold relative to the median nearest-neighbour distance (cleanlab's 0.13 x median) flags ~1 %
+    from sklearn.neighbors import KDTree
+
+    X = frame[["x", "y"]].to_numpy()
+    d_train = KDTree(X[:30_000]).query(X[:30_000], k=2)[0][:, 1]
+    d_test = KDTree(X[:30_000]).query(X[30_000:], k=1)[0][:, 0]
+    assert (d_test < 0.13 * np.median(d_train)).sum() > 50
 
 
 def test_e2lsh_search_agrees_with_exact_search(tmp_path):
@@ -238,7 +246,7 @@ def test_e2lsh_search_agrees_with_exact_search(tmp_path):
     for r in (exact, lsh):
         recall, precision = _scores(_rows(r), planted)
         assert recall >= 0.95 and precision >= 0.9, (r.metrics["search"], recall, precision)
-    assert _rows(lsh) == _rows(exact)
+    assert _rows(lsh) <= _rows(exact)  # the fixed-radius search can only under-flag
     assert lsh.metrics["pairs_compared"] < exact.metrics["pairs_compared"] / 10
 
 
@@ -392,3 +400,24 @@ def test_temporal_leakage_flags_test_rows_inside_the_training_period(tmp_path, k
     later = test["seen"] <= limit
     assert _rows(gapped) == set(np.flatnonzero(later.to_numpy()).tolist())
     assert len(_rows(gapped)) > len(early)
+
+
+# ------------------------------------------------------------------ the demo's planted leakage
+
+
+def test_demo_example_carries_leakage_the_checks_find(tmp_path):
+    from auditor.demo import build_example
+
+    planted = build_example(tmp_path, seed=0)
+    pol = policy_mod.load(tmp_path / "policy.yaml")
+    ctx = AuditContext(policy=pol, seed=0,
+                       train=load_dataset(tmp_path / "train.csv", "train", label="label", exclude=pol.exclude),
+                       test=load_dataset(tmp_path / "test.csv", "test", label="label", exclude=pol.exclude))
+    exact = run_check("leakage.exact_duplicates", ctx)
+    assert _pairs(exact) == dict(zip(planted["test_exact_copy_rows"], planted["test_exact_copy_of"]))
+    near = run_check("leakage.near_duplicates", ctx)
+    recall, precision = _scores(_rows(near), set(planted["test_near_copy_rows"]))
+    assert recall >= 0.75 and precision >= 0.9, (recall, precision)
+    assert _rows(run_check("leakage.group", ctx)) == set(planted["test_shared_writer_rows"])
+    assert _rows(run_check("leakage.temporal", ctx)) == set(planted["test_early_scan_rows"])
+    assert run_check("leakage.target", ctx).status == "pass"  # pixels and writer/scan columns do not leak the label
