@@ -35,8 +35,9 @@ checks:
 """
 
 
-def build_example(data_dir: Path, seed: int = 0) -> dict:
-    """Write train.csv, test.csv, model.pt (TorchScript) and planted.json into ``data_dir``."""
+def build_example(data_dir: Path, seed: int = 0, with_model: bool = True) -> dict:
+    """Write train.csv, test.csv, policy.yaml, model.pt (TorchScript, unless ``with_model`` is false)
+    and planted.json into ``data_dir``."""
     import numpy as np
     import pandas as pd
     from sklearn.datasets import load_digits
@@ -70,7 +71,8 @@ def build_example(data_dir: Path, seed: int = 0) -> dict:
         frame.to_csv(data_dir / f"{name}.csv", index=False)
     (data_dir / "policy.yaml").write_text(DEMO_POLICY)
 
-    _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed)
+    if with_model:
+        _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed)
     planted = {
         "mislabelled_rows": flipped.tolist(),
         "duplicate_rows": duplicates.tolist(),

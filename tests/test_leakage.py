@@ -408,7 +408,7 @@ def test_temporal_leakage_flags_test_rows_inside_the_training_period(tmp_path, k
 def test_demo_example_carries_leakage_the_checks_find(tmp_path):
     from auditor.demo import build_example
 
-    planted = build_example(tmp_path, seed=0)
+    planted = build_example(tmp_path, seed=0, with_model=False)
     pol = policy_mod.load(tmp_path / "policy.yaml")
     ctx = AuditContext(policy=pol, seed=0,
                        train=load_dataset(tmp_path / "train.csv", "train", label="label", exclude=pol.exclude),
