@@ -120,32 +120,6 @@ def ngram_hashes_with_positions(tokens: Tokens, n: int, short_as_whole: bool = F
 
 
 @dataclass
-class NgramIndex:
-    """Sorted distinct n-gram hashes of a corpus, with the first document each occurs in."""
-
-    hashes: "np.ndarray"
-    first_doc: "np.ndarray"
-
-    @classmethod
-    def build(cls, h: "np.ndarray", doc: "np.ndarray") -> "NgramIndex":
-        import numpy as np
-
-        uniq, first = np.unique(h, return_index=True)
-        return cls(uniq, doc[first] if len(doc) else np.zeros(0, np.int64))
-
-    def lookup(self, h: "np.ndarray") -> "tuple[np.ndarray, np.ndarray]":
-        """(found, first document or -1) per hash."""
-        import numpy as np
-
-        pos = np.searchsorted(self.hashes, h)
-        found = pos < len(self.hashes)
-        found[found] = self.hashes[pos[found]] == h[found]
-        docs = np.full(len(h), -1, dtype=np.int64)
-        docs[found] = self.first_doc[pos[found]]
-        return found, docs
-
-
-@dataclass
 class Overlap:
     """Per test document: n-grams, found n-grams, longest run of found n-grams (in tokens) and a source."""
 
@@ -161,15 +135,14 @@ class Overlap:
         return np.where(self.ngrams > 0, self.found / np.maximum(self.ngrams, 1), 0.0)
 
 
-def overlap(test_tokens: Tokens, index_for: "callable", n: int, min_tokens: int) -> Overlap:
-    """Overlap of every test document with a corpus. ``index_for(L)`` returns the NgramIndex of the
-    corpus' L-grams (L = n, or a short document's whole length)."""
+def overlap(test_tokens: Tokens, corpus: "CorpusIndex", n: int, min_tokens: int) -> Overlap:
+    """Overlap of every test document with a corpus (n-grams; a short document's whole sequence)."""
     import numpy as np
 
     n_docs = test_tokens.n_docs
     lengths = test_tokens.lengths
     h, doc, pos = ngram_hashes_with_positions(test_tokens, n)
-    found, src = index_for(n).lookup(h)
+    found, src = corpus.lookup(n, h)
     span_len = np.full(len(h), n, dtype=np.int64)
     # documents shorter than n: whole-sequence lookup against the corpus' L-grams of that length
     short = np.flatnonzero((lengths < n) & (lengths >= min_tokens))
@@ -181,7 +154,7 @@ def overlap(test_tokens: Tokens, index_for: "callable", n: int, min_tokens: int)
             sel = np.concatenate([np.arange(starts[d], starts[d] + L) for d in docs_L])
             sub = Tokens(test_tokens.values[sel], np.repeat(np.arange(len(docs_L)), L), len(docs_L))
             hL, dL = ngram_hashes(sub, int(L))
-            f, s = index_for(int(L)).lookup(hL)
+            f, s = corpus.lookup(int(L), hL)
             sh.append(hL); sdoc.append(docs_L[dL]); sfound.append(f); ssrc.append(s)
             slen.append(np.full(len(hL), int(L)))
         h = np.concatenate([h, *sh]); doc = np.concatenate([doc, *sdoc]); found = np.concatenate([found, *sfound])
@@ -212,16 +185,38 @@ def overlap(test_tokens: Tokens, index_for: "callable", n: int, min_tokens: int)
 
 
 class CorpusIndex:
-    """The n-gram indexes of a corpus (built lazily per length) over a list of documents."""
+    """A corpus' tokens, and lookups of test n-gram hashes among its L-grams.
+
+    The (fewer) test hashes go into a hash probe and the corpus' L-grams stream past it, so the
+    corpus is never sorted: time and memory are linear in its tokens.
+    """
 
     def __init__(self, texts: Sequence[str | None]):
         self.tokens = tokenize_many(texts)
-        self._by_len: dict[int, NgramIndex] = {}
+        self._grams: dict[int, tuple] = {}
 
-    def __call__(self, L: int) -> NgramIndex:
-        if L not in self._by_len:
-            self._by_len[L] = NgramIndex.build(*ngram_hashes(self.tokens, L))
-        return self._by_len[L]
+    def grams(self, L: int) -> "tuple[np.ndarray, np.ndarray]":
+        """(hash, document) of every L-gram of the corpus."""
+        if L not in self._grams:
+            self._grams[L] = ngram_hashes(self.tokens, L)
+        return self._grams[L]
+
+    def lookup(self, L: int, hashes: "np.ndarray") -> "tuple[np.ndarray, np.ndarray]":
+        """(found, first corpus document or -1) for each hash of a test L-gram."""
+        import numpy as np
+
+        from auditor.checks.leakage_hashing import HashProbe
+
+        found = np.zeros(len(hashes), dtype=bool)
+        docs = np.full(len(hashes), -1, dtype=np.int64)
+        if not len(hashes):
+            return found, docs
+        h, doc = self.grams(L)
+        probe = HashProbe(hashes)
+        m = probe.matches([probe.probe(h)])
+        found[m.test_rows] = True
+        docs[m.test_rows] = doc[m.train_rows]
+        return found, docs
 
 
 # ----------------------------------------------------------------------------- reference corpora
@@ -381,7 +376,7 @@ class NgramContamination(Check):
             "test_columns": list(text_cols), "train_columns": list(tcols),
             "reference_corpora": [str(p) for p in refs],
             "corpus_documents": len(docs), "corpus_tokens": int(len(corpus.tokens.values)),
-            "corpus_ngrams": int(len(corpus(n).hashes)),
+            "corpus_ngrams": int(len(corpus.grams(n)[0])),
             "test_items_checked": int(checked.sum()),
             "test_items_too_short": int((~checked).sum()),
             "contaminated_items": int(len(flagged)),
