@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from pydantic import Field
 
+from auditor.checks.leakage import LEAKAGE_CONTROLS
 from auditor.checks.leakage_hashing import mix64
 from auditor.registry import Check, Params
 from auditor.report import Finding, Outcome
@@ -292,10 +293,7 @@ class NgramContamination(Check):
     )
     requires = ("test",)
     default_severity = "high"
-    controls = (
-        "nist-ai-rmf:MEASURE 2.1", "nist-ai-rmf:MEASURE 2.3", "nist-ai-rmf:MAP 2.3", "iso-42001:A.7.4",
-        "iso-42001:A.6.2.4", "eu-ai-act:Art.10(3)", "eu-ai-act:Art.15(3)",
-    )
+    controls = LEAKAGE_CONTROLS
     Params = NgramParams
 
     def run(self, ctx: "AuditContext", params: NgramParams) -> Outcome:

@@ -428,6 +428,7 @@ class TargetLeakage(Check):
 
     def run(self, ctx: "AuditContext", params: TargetParams) -> Outcome:
         import numpy as np
+        import pandas as pd
 
         from auditor.checks._tabular import label_series
 
@@ -444,21 +445,17 @@ class TargetLeakage(Check):
 
         def prepare(ds):
             lab = label_series(ds.labels())
-            known = lab.notna().to_numpy()
-            rows = np.flatnonzero(known)
+            rows = np.flatnonzero(lab.notna().to_numpy())
+            if len(rows) > params.max_rows:  # sample first: the mapping below is per row
+                rows = np.sort(rng.choice(rows, params.max_rows, replace=False))
             if classification:
-                lut = {v: i for i, v in enumerate(classes)}
-                yv = lab.to_numpy(dtype=object)
-                ok = np.array([v in lut for v in yv[rows]], dtype=bool)
-                rows = rows[ok]
-                y = np.array([lut[v] for v in yv[rows]], dtype=np.int64)
+                codes = pd.Index(classes).get_indexer(lab.to_numpy(dtype=object)[rows])
+                ok = codes >= 0  # test classes unseen in training are left out
+                rows, y = rows[ok], codes[ok].astype(np.int64)
             else:
                 y = np.asarray(ds.labels(), dtype=np.float64)[rows]
                 ok = np.isfinite(y)
                 rows, y = rows[ok], y[ok]
-            if len(rows) > params.max_rows:
-                pick = np.sort(rng.choice(len(rows), params.max_rows, replace=False))
-                rows, y = rows[pick], y[pick]
             feats = ds.features()
             cols = list(feats.columns[:params.max_features])
             return feats.iloc[rows][cols].reset_index(drop=True), y
