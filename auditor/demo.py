@@ -1,8 +1,11 @@
 """``auditor demo``: a bundled example with planted problems, audited end to end.
 
 Builds a train/test split of scikit-learn's digits (8x8 images as 64 pixel columns), plants
-mislabelled and duplicated training rows, trains a small PyTorch classifier (saved as TorchScript),
-audits it all with the default policy into ``OUT/`` and reports how much of what was planted the
+mislabelled and duplicated training rows, and train/test leakage: test rows copied from training,
+near-copies (two pixels off by one), writers shared by both sets and scans dated inside the training
+period (``writer`` and ``scanned`` columns, which the model does not use). Trains a small PyTorch
+classifier (saved as TorchScript), audits it all with the default policy (extended by ``policy.yaml``,
+which names the id and time columns) into ``OUT/`` and reports how much of what was planted the
 checks found. The gate is expected to fail: that is the point of the planted problems.
 
 The reports are signed with a demo key generated into ``OUT/keys/`` (its passphrase is stored beside it
@@ -21,11 +24,23 @@ from pathlib import Path
 
 MISLABEL_FRACTION = 0.06
 DUPLICATE_FRACTION = 0.03
+#: fractions of the test set planted as exact copies, near-copies, shared writers and early scans
+LEAK_EXACT_FRACTION = 0.02
+LEAK_NEAR_FRACTION = 0.02
+LEAK_WRITER_FRACTION = 0.02
+LEAK_EARLY_FRACTION = 0.02
+ROWS_PER_WRITER = 5
 DEMO_POLICY = """\
-# The default policy, plus optimized variants the auditor builds from the model and audits.
+# The demo's policy: the default one, plus the id and time columns the leakage checks need and the
+# optimized variants the auditor builds from the model and audits.
 name: demo
 extends: nist-ai-rmf
+exclude: [writer, scanned]
 checks:
+  leakage.group:
+    params: {column: writer}
+  leakage.temporal:
+    params: {column: scanned}
   optimization.comparison:
     params:
       optimizations:
@@ -34,8 +49,9 @@ checks:
 """
 
 
-def build_example(data_dir: Path, seed: int = 0) -> dict:
-    """Write train.csv, test.csv, model.pt (TorchScript) and planted.json into ``data_dir``."""
+def build_example(data_dir: Path, seed: int = 0, with_model: bool = True) -> dict:
+    """Write train.csv, test.csv, policy.yaml, model.pt (TorchScript, unless ``with_model`` is false)
+    and planted.json into ``data_dir``."""
     import numpy as np
     import pandas as pd
     from sklearn.datasets import load_digits
@@ -57,24 +73,77 @@ def build_example(data_dir: Path, seed: int = 0) -> dict:
     y_noisy = np.concatenate([y_noisy, y_noisy[sources]])
     duplicates = np.arange(n, n + len(sources))
 
+    leaks, X_te, y_te, writers, scanned = _plant_leakage(rng, X_tr, y_noisy, X_te, y_te, clean_rows)
+
     columns = [f"pixel_{i:02d}" for i in range(X.shape[1])]
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, feats, labels in (("train", X_tr, y_noisy), ("test", X_te, y_te)):
         frame = pd.DataFrame(feats.astype(np.int64), columns=columns)
         frame["label"] = labels
+        frame["writer"] = writers[name]
+        frame["scanned"] = scanned[name]
         frame.to_csv(data_dir / f"{name}.csv", index=False)
-
-    _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed, int8_path=data_dir / "model-int8.pt")
     (data_dir / "policy.yaml").write_text(DEMO_POLICY)
+
+    if with_model:
+        _train_model(X_tr / 16.0, y_noisy, data_dir / "model.pt", seed, int8_path=data_dir / "model-int8.pt")
     planted = {
         "mislabelled_rows": flipped.tolist(),
         "duplicate_rows": duplicates.tolist(),
         "duplicate_of": sources.tolist(),
         "train_rows": int(len(y_noisy)),
         "test_rows": int(len(y_te)),
+        **leaks,
     }
     (data_dir / "planted.json").write_text(json.dumps(planted, indent=1) + "\n")
     return planted
+
+
+def _plant_leakage(rng, X_tr, y_tr, X_te, y_te, clean_rows):
+    """Replace some test rows by copies and near-copies of clean training rows, give writers and scan
+    dates to both sets (test scans a year later) and plant shared writers and early scans.
+
+    Returns (planted rows as lists for planted.json, test features, test labels, writers, scan dates)."""
+    import numpy as np
+    import pandas as pd
+
+    n_te = len(y_te)
+    counts = [int(round(f * n_te)) for f in (LEAK_EXACT_FRACTION, LEAK_NEAR_FRACTION, LEAK_WRITER_FRACTION,
+                                             LEAK_EARLY_FRACTION)]
+    picked = rng.choice(n_te, sum(counts), replace=False)
+    exact_rows, near_rows, writer_rows, early_rows = np.split(picked, np.cumsum(counts)[:-1])
+    exact_rows, near_rows, writer_rows, early_rows = (np.sort(r) for r in (exact_rows, near_rows, writer_rows, early_rows))
+    sources = rng.choice(clean_rows, counts[0] + counts[1], replace=False)
+    exact_src, near_src = sources[:counts[0]], sources[counts[0]:]
+    X_te, y_te = X_te.copy(), y_te.copy()
+    X_te[exact_rows], y_te[exact_rows] = X_tr[exact_src], y_tr[exact_src]
+    busy = np.flatnonzero(X_tr.std(axis=0) >= 4)  # pixels that vary: a one-step change there is small
+    for row, src in zip(near_rows, near_src):
+        copy = X_tr[src].copy()
+        pix = rng.choice(busy, 2, replace=False)
+        copy[pix] += np.where(copy[pix] > 8, -1, 1)
+        X_te[row], y_te[row] = copy, y_tr[src]
+    n_tr = len(y_tr)
+    writers = {"train": [f"w{i // ROWS_PER_WRITER:04d}" for i in rng.permutation(n_tr)],
+               "test": [f"t{i // ROWS_PER_WRITER:04d}" for i in rng.permutation(n_te)]}
+    # copies come from the same writer, and so do the planted shared-writer rows
+    copied = np.concatenate([exact_rows, near_rows])
+    shared_src = rng.choice(n_tr, len(writer_rows), replace=False)
+    for row, src in zip(np.concatenate([copied, writer_rows]), np.concatenate([sources, shared_src])):
+        writers["test"][row] = writers["train"][src]
+    day = pd.Timestamp("2023-01-01")
+    scanned = {"train": (day + pd.to_timedelta(rng.integers(0, 365, n_tr), unit="D")).strftime("%Y-%m-%d").tolist(),
+               "test": (day + pd.to_timedelta(rng.integers(400, 700, n_te), unit="D")).strftime("%Y-%m-%d").tolist()}
+    last = max(scanned["train"])
+    for row in early_rows:
+        scanned["test"][row] = (pd.Timestamp(last) - pd.Timedelta(days=int(rng.integers(0, 300)))).strftime("%Y-%m-%d")
+    leaks = {
+        "test_exact_copy_rows": exact_rows.tolist(), "test_exact_copy_of": exact_src.tolist(),
+        "test_near_copy_rows": near_rows.tolist(), "test_near_copy_of": near_src.tolist(),
+        "test_shared_writer_rows": sorted(np.concatenate([copied, writer_rows]).tolist()),
+        "test_early_scan_rows": early_rows.tolist(),
+    }
+    return leaks, X_te, y_te, writers, scanned
 
 
 def _train_model(X, y, path: Path, seed: int, int8_path: Path | None = None) -> None:
@@ -170,8 +239,10 @@ def run_demo(out: Path, seed: int = 0) -> int:
     report = json.loads((out / "report.json").read_text())
     checks = {c["id"]: c for c in report["checks"]}
 
-    def flagged(check_id: str) -> set[int]:
-        return {r for f in checks[check_id]["findings"] if f.get("dataset") == "train" for r in f.get("rows") or []}
+    def flagged(check_id: str, dataset: str = "train") -> set[int]:
+        if check_id not in checks:
+            return set()
+        return {r for f in checks[check_id]["findings"] if f.get("dataset") == dataset for r in f.get("rows") or []}
 
     print("\nplanted problems:")
     print(f"  mislabelled rows ({len(planted['mislabelled_rows'])}): data.label_issues "
@@ -179,6 +250,11 @@ def run_demo(out: Path, seed: int = 0) -> int:
     dups = {r for f in checks["data.duplicates"]["findings"] if "repeat" in f["message"] for r in f.get("rows") or []}
     print(f"  duplicated rows ({len(planted['duplicate_rows'])}): data.duplicates "
           + _score(dups, set(planted["duplicate_rows"])))
+    for label, plant_key, check_id in (("test rows copied from training", "test_exact_copy_rows", "leakage.exact_duplicates"),
+                                 ("test rows near-copied from training", "test_near_copy_rows", "leakage.near_duplicates"),
+                                 ("test rows by writers also in training", "test_shared_writer_rows", "leakage.group"),
+                                 ("test rows scanned in the training period", "test_early_scan_rows", "leakage.temporal")):
+        print(f"  {label} ({len(planted[plant_key])}): {check_id} " + _score(flagged(check_id, "test"), set(planted[plant_key])))
     _print_robustness(checks)
     print(f"\ngate: {report['summary']['gate'].upper()} (expected FAIL: the example carries planted problems)")
     print(f"reports: {', '.join(str(out / n) for n in ('report.json', 'report.pdf', 'report.sarif', 'report.junit.xml'))}")

@@ -3,9 +3,11 @@
 Importing this package is cheap: each check imports its heavy libraries inside ``run``.
 """
 
+from auditor.checks.contamination import NgramContamination
 from auditor.checks.data import ClassBalance, Drift, Duplicates
 from auditor.checks.fairness import FairnessData, FairnessModel
 from auditor.checks.labels import LabelIssues
+from auditor.checks.leakage import ExactDuplicates, GroupLeakage, NearDuplicates, TargetLeakage, TemporalLeakage
 from auditor.checks.optimization import Comparison
 from auditor.checks.provenance import Integrity
 from auditor.checks.robustness import Adversarial, Noise
@@ -18,6 +20,12 @@ ALL = (
     ClassBalance,
     Drift,
     LabelIssues,
+    ExactDuplicates,
+    NearDuplicates,
+    TargetLeakage,
+    GroupLeakage,
+    TemporalLeakage,
+    NgramContamination,
     FairnessData,
     FairnessModel,
     Adversarial,
