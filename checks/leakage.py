@@ -153,12 +153,12 @@ class NearParams(Params):
     max_ratio: float = Field(0.5, gt=0, le=1, description="distance guard of the ratio rule: this fraction of the lower quartile of training nearest-neighbour distances")
     threshold: float | None = Field(None, gt=0, description="also flag any test row this close (scaled units) to a training row")
     max_fraction: float = Field(0.0, ge=0, le=1, description="fail when more than this fraction of test rows are near-copies")
-    reference_rows: int = Field(2000, ge=50, description="training rows sampled for the reference distances")
+    reference_rows: int = Field(2000, ge=50, description="training rows sampled to fit the null model (their two nearest neighbours)")
     max_reference_index: int = Field(200_000, ge=1000, description="distinct training rows searched for the reference; more are subsampled and rescaled")
     exact_pairs: float = Field(
         2e9, ge=0, description="above this many same-block test x train pairs, spaces wider than 12 dimensions are "
                                "searched with E2LSH (narrower ones always exactly, with KD-trees)")
-    target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the threshold")
+    target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the search radius (the distance guard)")
     ignore: list[str] = Field(default_factory=list, description="feature columns to leave out")
     text_jaccard: float = Field(0.7, gt=0, le=1, description="text: Jaccard similarity of word shingle sets that makes a near-copy")
     shingle: int = Field(3, ge=1, le=10, description="text: shingle length in normalised tokens")
@@ -176,11 +176,11 @@ class NearDuplicates(Check):
     title = "Test rows that are near-copies of training rows"
     family = "leakage"
     description = (
-        "Test rows that are not exact copies but lie within a small distance of a training row: numeric columns "
-        "robustly scaled with categoricals compared exactly, arrays flattened (PCA when wide), text by MinHash/LSH "
-        "confirmed by exact Jaccard. The distance threshold is fitted to the training set's own nearest-neighbour "
-        "distances (exact copies removed first), so it neither collapses under duplication nor flags ordinary "
-        "neighbours in dense data."
+        "Test rows that are not exact copies but lie far closer to a training row than ordinary rows do: numeric "
+        "columns robustly scaled with categoricals compared exactly, arrays flattened (PCA when wide), text by "
+        "MinHash/LSH confirmed by exact Jaccard. Each row's p-value comes from the training set's own neighbour "
+        "distances (exact copies removed first; TwoNN ratio and Weibull distance laws) and rows are flagged by "
+        "Benjamini-Hochberg, so the rule neither collapses under duplication nor flags ordinary neighbours in dense data."
     )
     requires = ("train", "test")
     default_severity = "high"
