@@ -146,18 +146,19 @@ class NearParams(Params):
     )
     false_alarm: float = Field(
         0.01, gt=0, lt=0.5,
-        description="chance, per rule, that a clean test set has any row flagged: each row is tested at "
-                    "false_alarm / test rows (local TwoNN ratio rule; Weibull distance rule)",
+        description="false discovery rate q of the Benjamini-Hochberg procedure over the test rows' p-values: "
+                    "a clean test set raises an alarm with probability about q, and at most a share q of the "
+                    "flagged rows is expected to be ordinary",
     )
-    max_ratio: float = Field(0.5, gt=0, le=1, description="distance guard: near-copies lie closer than this fraction of the lower quartile of training nearest-neighbour distances")
-    threshold: float | None = Field(None, gt=0, description="fixed global distance threshold in scaled units (replaces the Weibull fit)")
+    max_ratio: float = Field(0.5, gt=0, le=1, description="distance guard of the ratio rule: this fraction of the lower quartile of training nearest-neighbour distances")
+    threshold: float | None = Field(None, gt=0, description="also flag any test row this close (scaled units) to a training row")
     max_fraction: float = Field(0.0, ge=0, le=1, description="fail when more than this fraction of test rows are near-copies")
-    reference_rows: int = Field(2000, ge=50, description="training rows sampled for the reference distances")
+    reference_rows: int = Field(2000, ge=50, description="training rows sampled to fit the null model (their two nearest neighbours)")
     max_reference_index: int = Field(200_000, ge=1000, description="distinct training rows searched for the reference; more are subsampled and rescaled")
     exact_pairs: float = Field(
         2e9, ge=0, description="above this many same-block test x train pairs, spaces wider than 12 dimensions are "
                                "searched with E2LSH (narrower ones always exactly, with KD-trees)")
-    target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the threshold")
+    target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the search radius (the distance guard)")
     ignore: list[str] = Field(default_factory=list, description="feature columns to leave out")
     text_jaccard: float = Field(0.7, gt=0, le=1, description="text: Jaccard similarity of word shingle sets that makes a near-copy")
     shingle: int = Field(3, ge=1, le=10, description="text: shingle length in normalised tokens")
@@ -175,11 +176,11 @@ class NearDuplicates(Check):
     title = "Test rows that are near-copies of training rows"
     family = "leakage"
     description = (
-        "Test rows that are not exact copies but lie within a small distance of a training row: numeric columns "
-        "robustly scaled with categoricals compared exactly, arrays flattened (PCA when wide), text by MinHash/LSH "
-        "confirmed by exact Jaccard. The distance threshold is fitted to the training set's own nearest-neighbour "
-        "distances (exact copies removed first), so it neither collapses under duplication nor flags ordinary "
-        "neighbours in dense data."
+        "Test rows that are not exact copies but lie far closer to a training row than ordinary rows do: numeric "
+        "columns robustly scaled with categoricals compared exactly, arrays flattened (PCA when wide), text by "
+        "MinHash/LSH confirmed by exact Jaccard. Each row's p-value comes from the training set's own neighbour "
+        "distances (exact copies removed first; TwoNN ratio and Weibull distance laws) and rows are flagged by "
+        "Benjamini-Hochberg, so the rule neither collapses under duplication nor flags ordinary neighbours in dense data."
     )
     requires = ("train", "test")
     default_severity = "high"
@@ -237,12 +238,9 @@ class NearDuplicates(Check):
         u_ids = np.sort(first)
         Xu, bu = space.train[u_ids], space.train_block[u_ids]
         ctx.progress.step(f"reference distances on {min(params.reference_rows, len(u_ids))} training rows")
-        per_row = params.false_alarm / max(len(space.test), 1)
-        ref = nb.reference(Xu, bu, rng, per_row, params.max_ratio, params.reference_rows,
-                           params.max_reference_index)
+        ref = nb.reference(Xu, bu, rng, params.max_ratio, params.reference_rows, params.max_reference_index)
         metrics: dict = {
-            "mode": mode, "false_alarm": params.false_alarm, "per_row_false_match_rate": per_row,
-            "max_ratio": params.max_ratio,
+            "mode": mode, "false_alarm": params.false_alarm, "max_ratio": params.max_ratio,
             "max_fraction": params.max_fraction, "numeric_columns": len(space.numeric) if mode == "table" else space.dims,
             "block_columns": space.categorical, "space_dims": space.dims, "train_rows": len(space.train),
             "distinct_train_rows": int(len(u_ids)), "test_rows": len(space.test),
@@ -250,11 +248,10 @@ class NearDuplicates(Check):
         }
         if ref is None:
             return Outcome.skipped("too few training rows have a distinct neighbour in the same categorical block "
-                                   "to fit the near-duplicate thresholds")
+                                   "to fit the near-duplicate null model")
         metrics.update(ref.metrics())
-        threshold = params.threshold if params.threshold is not None else ref.distance_threshold
-        metrics["distance_threshold_source"] = "policy" if params.threshold is not None else "weibull fit"
-        metrics["distance_threshold"] = threshold
+        if params.threshold is not None:
+            metrics["fixed_distance_threshold"] = params.threshold
         pairs = nb.block_pairs(space.test_block, bu)
         if pairs <= params.exact_pairs or space.dims <= nb.KD_TREE_MAX_DIMS:
             ctx.progress.step(f"exact nearest neighbours ({pairs:.3g} pairs)")
@@ -262,35 +259,41 @@ class NearDuplicates(Check):
             radius = None
             metrics.update({"search": "exact", "pairs_compared": int(found.pairs)})
         else:
-            radius = max(ref.guard, threshold)
+            radius = max(ref.guard, params.threshold or 0.0)
             ctx.progress.step(f"E2LSH grid search ({pairs:.3g} pairs exceed the exact budget)")
             found, plan = nb.grid_search(Xu, bu, space.test, space.test_block, radius, rng, params.target_recall)
             metrics.update({"search": "e2lsh", "pairs_compared": int(found.pairs), "lsh_tables": plan.tables,
                             "lsh_projections_per_table": plan.cells_per_table, "lsh_cell_width": plan.width,
                             "lsh_recall_at_radius": round(plan.pair_recall, 6)})
-        near = nb.flag_near(found, ref, threshold, radius) & ~is_exact
+        eligible = ~is_exact
+        pv = nb.p_values(found, ref, radius)
+        cutoff = nb.bh_cutoff(pv[eligible], params.false_alarm)
+        near = eligible & (pv <= cutoff) if cutoff > 0 else np.zeros(len(pv), dtype=bool)
+        if params.threshold is not None:
+            near |= eligible & (found.i1 >= 0) & (found.d1 > 0) & (found.d1 <= params.threshold)
+        # with nothing flagged: what the most surprising row alone would have needed
+        metrics.update(nb.equivalent_thresholds(ref, cutoff or params.false_alarm / max(int(eligible.sum()), 1)))
         rows = np.flatnonzero(near)
         train_rows = u_ids[found.i1[rows]]
         fraction = len(rows) / max(len(space.test), 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = (found.d2 if radius is None else np.minimum(found.d2, radius)) / found.d1
-        ordinary = ~near & ~is_exact & (found.i1 >= 0) & (found.d1 > 0) & (found.d1 <= ref.guard)
-        if ordinary.any():  # how close the rows not flagged came to each threshold
-            metrics["unflagged_max_ratio"] = round(float(np.max(ratio[ordinary])), 4)
-        unflagged = ~near & ~is_exact & (found.i1 >= 0) & (found.d1 > 0)
-        if unflagged.any():
+        unflagged = ~near & eligible & (found.i1 >= 0) & (found.d1 > 0)
+        if unflagged.any():  # how close the rows not flagged came
+            metrics["unflagged_min_p_value"] = float(np.min(pv[unflagged]))
             metrics["unflagged_min_distance"] = round(float(np.min(found.d1[unflagged])), 6)
         metrics.update({"near_duplicate_rows": int(len(rows)), "near_duplicate_fraction": round(fraction, 6),
-                        "expected_false_flags": round(2 * per_row * len(space.test), 6)})
+                        "expected_false_flags_at_most": round(params.false_alarm * len(rows), 4)})
         findings = []
         if len(rows):
             findings.append(Finding(
                 f"test: {len(rows)} of {len(space.test)} rows ({fraction:.2%}) are near-copies of training rows "
-                f"(nearest training row {ref.ratio_threshold:.3g}x closer than the next, or within {threshold:.3g})",
+                f"(far closer to one training row than ordinary rows are; false discovery rate {params.false_alarm:g})",
                 dataset="test", rows=tuple(int(r) for r in rows),
-                details={"matches": [[int(a), int(b), round(float(d), 6), round(float(r), 3) if np.isfinite(r) else None]
-                                     for a, b, d, r in zip(rows, train_rows, found.d1[rows], ratio[rows])],
-                         "match_columns": ["test_row", "train_row", "distance", "second_over_first"]},
+                details={"matches": [[int(a), int(b), round(float(d), 6),
+                                      round(float(r), 3) if np.isfinite(r) else None, float(f"{p:.3g}")]
+                                     for a, b, d, r, p in zip(rows, train_rows, found.d1[rows], ratio[rows], pv[rows])],
+                         "match_columns": ["test_row", "train_row", "distance", "second_over_first", "p_value"]},
             ))
         return Outcome(status=_status(fraction, len(rows), params.max_fraction), metrics=metrics, findings=findings)
 

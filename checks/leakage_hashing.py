@@ -206,8 +206,11 @@ def canonical(values: "pd.Series | np.ndarray", float32: bool = False) -> Canoni
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
         if pd.api.types.is_integer_dtype(s) and not s.isna().any():
             iv = s.to_numpy(dtype=np.int64)
-            if n and np.abs(iv).max() > _EXACT_INT:  # exact ids: keep every bit
-                return Canonical(np.full(n, 3, dtype=np.uint8), zeros_f, empty_text, iv ^ np.int64(_INT_TAG >> 1))
+            big = np.abs(iv) > _EXACT_INT  # beyond float64's exact integers: keep every bit (value by value)
+            if big.any():
+                kind = np.where(big, 3, 1).astype(np.uint8)
+                num = np.where(big, 0.0, iv.astype(np.float64)) + 0.0
+                return Canonical(kind, num, empty_text, np.where(big, iv ^ np.int64(_INT_TAG >> 1), 0))
         miss, v = _float_canon(s.to_numpy(dtype=np.float64, na_value=np.nan), float32 or s.dtype == np.float32)
         kind = np.where(miss, 0, 1).astype(np.uint8)
         return Canonical(kind, np.where(miss, 0.0, v), empty_text, zeros_i)
@@ -253,6 +256,17 @@ def _float_hashes(v: "np.ndarray", float32: bool) -> "np.ndarray":
     return h
 
 
+def _int_hashes(iv: "np.ndarray") -> "np.ndarray":
+    """Hashes of integers: as numbers (1 == 1.0), except values beyond 2**53, hashed exactly."""
+    import numpy as np
+
+    h = _float_hashes(iv.astype(np.float64), False)
+    big = np.abs(iv) > _EXACT_INT
+    if big.any():
+        h[big] = canonical(iv[big]).hashes()
+    return h
+
+
 def _coded_hashes(codes: "np.ndarray", uniques: "np.ndarray", float32: bool) -> "np.ndarray":
     """Hashes of a dictionary-coded column: each distinct value canonicalised and hashed once."""
     import numpy as np
@@ -273,10 +287,9 @@ def column_hashes(values: "pd.Series | np.ndarray", float32: bool = False) -> "n
 
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-        big_ints = (pd.api.types.is_integer_dtype(s) and len(s) and not s.isna().any()
-                    and np.abs(s.to_numpy(dtype=np.int64)).max() > _EXACT_INT)
-        if not big_ints:
-            return _float_hashes(s.to_numpy(dtype=np.float64, na_value=np.nan), float32 or s.dtype == np.float32)
+        if pd.api.types.is_integer_dtype(s) and not s.isna().any():
+            return _int_hashes(s.to_numpy(dtype=np.int64))
+        return _float_hashes(s.to_numpy(dtype=np.float64, na_value=np.nan), float32 or s.dtype == np.float32)
     elif not (pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s)):
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
         uvals = uniques.astype(object) if hasattr(uniques, "astype") else uniques
@@ -303,9 +316,7 @@ def arrow_column_hashes(arr, float32: bool = False) -> "np.ndarray":
         return _float_hashes(v, float32 or pa.types.is_float32(t) or pa.types.is_float16(t))
     if pa.types.is_integer(t):
         if arr.null_count == 0:
-            iv = arr.to_numpy().astype(np.int64, copy=False)
-            if len(iv) and np.abs(iv).max() > _EXACT_INT:
-                return canonical(iv, float32).hashes()
+            return _int_hashes(arr.to_numpy().astype(np.int64, copy=False))
         return _float_hashes(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), float32)
     return column_hashes(arr.to_pandas(), float32)
 

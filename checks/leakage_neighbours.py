@@ -12,12 +12,15 @@ Whether a test row is a near-copy is decided against the training set's own geom
   row wherever the density is locally smooth (Facco et al. 2017, "TwoNN"), whatever that density is;
   ``m`` is the intrinsic dimension, estimated from the same ratio on training rows (median, so robust
   to near-copies inside the training set, capped at the space's dimension). A near-copy has d1 tiny and
-  d2 ordinary. Flag when ``mu >= false_match_rate ** (-1/m)`` and d1 is below the distance guard
-  ``max_ratio x`` the lower quartile of training nearest-neighbour distances.
-- **global distance**: training nearest-neighbour distances are Weibull near zero with shape ``m``;
-  fitted on their quartiles, the distance an ordinary row undercuts with probability
-  ``false_match_rate`` also flags (it catches a near-copy of a training row that has near-copies of
-  its own in training, where d2 is tiny too).
+  d2 ordinary. Applies while d1 is below the distance guard ``max_ratio x`` the lower quartile of
+  training nearest-neighbour distances.
+- **global distance**: training nearest-neighbour distances follow a Weibull law near zero, fitted on
+  their quartiles; P(nearest distance <= d1) for an ordinary row (catches a near-copy of a training
+  row that has near-copies of its own in training, where d2 is tiny too).
+
+Each test row gets a p-value (the smaller of the two, doubled), and the rows flagged are those the
+Benjamini-Hochberg procedure rejects at level ``q``: on a clean test set nothing is flagged with
+probability about 1 - q, and among flagged rows the expected share of ordinary ones is at most q.
 
 Search is exact (blocked brute force in float32, the best candidates recomputed in float64) when the
 number of same-block test x train pairs is within budget, and otherwise a fixed-radius E2LSH grid at
@@ -297,32 +300,33 @@ def block_pairs(q_block: "np.ndarray", i_block: "np.ndarray") -> int:
 # ----------------------------------------------------------------------------- thresholds
 
 
-def weibull_threshold(r25: float, r75: float, false_match_rate: float, max_ratio: float) -> "tuple[float, float]":
-    """(distance threshold, Weibull shape m) from the quartiles of nearest-neighbour distances."""
+def weibull_shape(r25: float, r75: float) -> float:
+    """Shape m of a Weibull law through the given quartiles (inf when they coincide)."""
     if not (r25 > 0 and r75 > 0):
-        return 0.0, float("nan")
+        return float("nan")
     if r75 <= r25 * (1 + 1e-9):
-        return max_ratio * r25, float("inf")
-    m = math.log(_LOG_Q75 / _LOG_Q25) / math.log(r75 / r25)
-    r_alpha = r25 * (false_match_rate / _LOG_Q25) ** (1.0 / m)
-    return min(r_alpha, max_ratio * r25), m
+        return float("inf")
+    return math.log(_LOG_Q75 / _LOG_Q25) / math.log(r75 / r25)
 
 
 @dataclass
 class Reference:
-    """The training set's own neighbour distances and the thresholds derived from them."""
+    """The training set's own neighbour distances: the null model a test row is compared with."""
 
     sample_rows: int
     distances_used: int
     r25: float
     r75: float
     weibull_shape: float
-    distance_threshold: float  # global: flag d1 <= this
-    guard: float  # local ratio applies only below this d1
+    guard: float  # the local ratio rule applies only below this d1
     twonn_dimension: float
-    ratio_threshold: float  # local: flag d2 / d1 >= this
     index_rows: int
     rescaled_from: int | None
+
+    @property
+    def weibull_scale(self) -> float:
+        m = self.weibull_shape
+        return self.r25 / _LOG_Q25 ** (1.0 / m) if math.isfinite(m) and m > 0 else float("nan")
 
     def metrics(self) -> dict:
         def r(v: float) -> float | None:
@@ -335,18 +339,16 @@ class Reference:
             "reference_nn_distance_q75": r(self.r75),
             "weibull_shape": r(self.weibull_shape),
             "twonn_dimension": r(self.twonn_dimension),
-            "distance_threshold": self.distance_threshold,
             "distance_guard": self.guard,
-            "ratio_threshold": r(self.ratio_threshold),
             "reference_index_rows": self.index_rows,
             **({"reference_rescaled_from_rows": self.rescaled_from} if self.rescaled_from else {}),
         }
 
 
-def reference(space_train: "np.ndarray", block: "np.ndarray", rng: "np.random.Generator", false_match_rate: float,
-              max_ratio: float, sample_rows: int = 2000, max_index_rows: int = 200_000) -> Reference | None:
-    """Thresholds from the two nearest other (distinct) training rows of a sample of training rows;
-    None when fewer than 20 sampled rows have a neighbour.
+def reference(space_train: "np.ndarray", block: "np.ndarray", rng: "np.random.Generator", max_ratio: float,
+              sample_rows: int = 2000, max_index_rows: int = 200_000) -> Reference | None:
+    """The null model from the two nearest other (distinct) training rows of a sample of training
+    rows; None when fewer than 20 sampled rows have a neighbour.
 
     With more than ``max_index_rows`` distinct rows, the sample is searched within a random subset of
     that size and the distance quartiles rescaled to the full size with the fitted Weibull shape
@@ -368,35 +370,67 @@ def reference(space_train: "np.ndarray", block: "np.ndarray", rng: "np.random.Ge
     if len(d) < 20:
         return None
     r25, r75 = (float(v) for v in np.percentile(d, [25, 75]))
-    _, m_w = weibull_threshold(r25, r75, false_match_rate, max_ratio)
+    m_w = weibull_shape(r25, r75)
     if subset and math.isfinite(m_w) and m_w > 0:
         factor = (max_index_rows / n) ** (1.0 / m_w)
         r25, r75 = r25 * factor, r75 * factor
-    threshold, m_w = weibull_threshold(r25, r75, false_match_rate, max_ratio)
     both = good & np.isfinite(nb.d2)
     mu = nb.d2[both] / nb.d1[both]
     med = float(np.median(mu)) if len(mu) >= 20 else float("nan")
     m2 = math.log(2.0) / math.log(med) if med > 1 else float("inf")
     m2 = min(m2, float(dims)) if math.isfinite(med) else float(dims)
-    ratio = false_match_rate ** (-1.0 / m2)
-    return Reference(k, int(len(d)), r25, r75, m_w, threshold, max_ratio * r25, m2, ratio,
-                     int(len(index_ids)), n if subset else None)
+    return Reference(k, int(len(d)), r25, r75, m_w, max_ratio * r25, m2, int(len(index_ids)),
+                     n if subset else None)
 
 
-def flag_near(nb: Neighbours, ref: Reference, distance_threshold: float | None = None,
-              searched_radius: float | None = None) -> "np.ndarray":
-    """The decision: d1 > 0 and (d1 <= the global threshold, or d1 <= guard with d2 / d1 >= ratio).
+def p_values(nb: Neighbours, ref: Reference, searched_radius: float | None = None) -> "np.ndarray":
+    """Per test row, how surprising its nearest training row is for an ordinary row (small = near-copy).
 
-    After a fixed-radius search (``searched_radius``), d2 beyond the radius may not be the true second
-    neighbour, so it counts as the radius: the ratio can only be underestimated, never inflated."""
+    Local rule: P(d2 / d1 >= observed) = ratio ** -m (TwoNN), for d1 below the distance guard. Global
+    rule: P(nearest distance <= d1) from the Weibull fit. The row's p-value is the smaller, doubled
+    (Bonferroni over the two rules). After a fixed-radius search, a d2 beyond the radius may not be
+    the true second neighbour, so it counts as the radius: the ratio is never inflated.
+    """
     import numpy as np
 
-    thr = ref.distance_threshold if distance_threshold is None else distance_threshold
     d1 = nb.d1
     d2 = nb.d2 if searched_radius is None else np.minimum(nb.d2, searched_radius)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        local = (d1 <= ref.guard) & (d2 / d1 >= ref.ratio_threshold)
-    return (nb.i1 >= 0) & (d1 > 0) & ((d1 <= thr) | local)
+    usable = (nb.i1 >= 0) & (d1 > 0) & np.isfinite(d1)
+    p = np.ones(len(d1))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        local = usable & (d1 <= ref.guard)
+        p_local = np.where(local, np.power(np.where(local, d2 / d1, 1.0), -ref.twonn_dimension), 1.0)
+        scale, m_w = ref.weibull_scale, ref.weibull_shape
+        if math.isfinite(scale) and scale > 0:
+            p_global = np.where(usable, -np.expm1(-np.power(d1 / scale, m_w)), 1.0)
+        else:
+            p_global = np.ones(len(d1))
+    p[usable] = np.minimum(1.0, 2.0 * np.minimum(p_local, p_global)[usable])
+    return np.nan_to_num(p, nan=1.0)
+
+
+def bh_cutoff(p: "np.ndarray", q: float) -> float:
+    """Benjamini-Hochberg: the largest p-value rejected at false discovery rate q (0.0: none)."""
+    import numpy as np
+
+    n = len(p)
+    if not n:
+        return 0.0
+    srt = np.sort(p)
+    ok = np.flatnonzero(srt <= q * np.arange(1, n + 1) / n)
+    return float(srt[ok[-1]]) if len(ok) else 0.0
+
+
+def equivalent_thresholds(ref: Reference, cutoff: float) -> dict:
+    """The ratio and the distance at which each rule alone reaches the p-value cutoff."""
+    a = min(max(cutoff / 2.0, 1e-300), 1.0)
+    out: dict = {"p_value_cutoff": cutoff}
+    if ref.twonn_dimension > 0:
+        out["ratio_threshold"] = round(a ** (-1.0 / ref.twonn_dimension), 6)
+    scale, m_w = ref.weibull_scale, ref.weibull_shape
+    if math.isfinite(scale) and math.isfinite(m_w) and m_w > 0:
+        out["distance_threshold"] = scale * (-math.log1p(-a)) ** (1.0 / m_w) if a < 1 else float("inf")
+    return out
 
 
 # ----------------------------------------------------------------------------- scalable search
