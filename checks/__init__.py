@@ -3,8 +3,10 @@
 Importing this package is cheap: each check imports its heavy libraries inside ``run``.
 """
 
+from auditor.checks.backdoor import BackdoorScan
 from auditor.checks.data import ClassBalance, Drift, Duplicates
 from auditor.checks.labels import LabelIssues
+from auditor.checks.poisoning import PoisoningScan
 from auditor.checks.provenance import Integrity
 from auditor.checks.validation import Validation
 
@@ -15,6 +17,8 @@ ALL = (
     ClassBalance,
     Drift,
     LabelIssues,
+    BackdoorScan,
+    PoisoningScan,
 )
 
 __all__ = ["ALL"]
