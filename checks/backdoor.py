@@ -14,7 +14,8 @@ Two signals:
    exceeds ``anomaly_threshold`` (2, as in the paper) **and** its trigger is at most ``max_size_ratio`` of the
    median class's (a guard against the MAD being tiny when ten clean classes happen to need similar triggers).
    Images (N x C x H x W) get one mask per pixel shared by the channels; other inputs (tables) one mask entry
-   per feature. Patterns stay within the data's range (per channel for images, per feature for tables).
+   per feature. Patterns stay within the range of the training and test data (per channel for images, per
+   feature for tables).
 2. **STRIP** (Gao et al., ACSAC 2019) on test inputs: each input is superimposed on random clean inputs and
    the entropy of the predictions is measured; a trojaned input keeps its prediction (low entropy). The
    threshold is the ``strip_far`` quantile of a normal fit to the entropies of held-out clean inputs, as in
@@ -170,9 +171,15 @@ def shared_triggers(ctx: "AuditContext", params: BackdoorParams | None = None) -
         if len(X) > params.max_samples:
             X = X[np.sort(rng.choice(len(X), params.max_samples, replace=False))]
         pr = shared_probe(ctx, X)
+        # patterns may take any value the model is given in the training or test data: a tabular trigger often
+        # sets a feature to a value clean rows rarely have
+        bounds = [_data_range(np.nan_to_num(d.model_input())) for d in ctx.datasets()
+                  if d.model_input().shape[1:] == X.shape[1:]]
+        lo = np.min([b[0] for b in bounds], axis=0)
+        hi = np.max([b[1] for b in bounds], axis=0)
         ctx.progress.step(f"reverse-engineering a trigger for each of {max(pr.n_outputs, 2)} classes")
         with torch_threads(params.threads or threads_for(X)):
-            trig = reverse_engineer(pr, X, params, ctx.seed_for(CHECK_ID))
+            trig = reverse_engineer(pr, X, params, ctx.seed_for(CHECK_ID), bounds=(lo, hi))
         trig.source = ds.name
         ctx.cache[key] = trig
     return ctx.cache[key]
@@ -212,7 +219,8 @@ def anomaly_indices(sizes: "np.ndarray", scale: str = "log") -> "np.ndarray":
     return (med - v) / mad
 
 
-def reverse_engineer(pr: "ModelProbe", X: "np.ndarray", params: BackdoorParams, seed: int) -> Triggers:
+def reverse_engineer(pr: "ModelProbe", X: "np.ndarray", params: BackdoorParams, seed: int,
+                     bounds: "tuple[np.ndarray, np.ndarray] | None" = None) -> Triggers:
     """Optimise a mask and a pattern per class (all classes batched), keeping each class's smallest mask that
     reaches ``attack_success`` on the optimisation batches."""
     import numpy as np
@@ -223,7 +231,7 @@ def reverse_engineer(pr: "ModelProbe", X: "np.ndarray", params: BackdoorParams, 
     K = max(pr.n_outputs, 2)
     shape = tuple(X.shape[1:])
     mshape = _mask_shape(shape)
-    lo_np, hi_np = _data_range(X)
+    lo_np, hi_np = bounds if bounds is not None else _data_range(X)
     lo, span = torch.from_numpy(lo_np), torch.from_numpy(hi_np - lo_np)
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
     torch.manual_seed(int(seed) % (2**63))

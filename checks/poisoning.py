@@ -9,7 +9,8 @@ policy's ``feature_layer`` overrides it) or on the raw inputs:
   trigger's pattern more closely than all but ``trigger_alpha`` of the rows of the other classes (which an
   all-to-one attack leaves untouched), and (b) replacing the masked region with content from other rows moves
   the model's prediction away from the target class more often than it moves the prediction of all but
-  ``trigger_alpha`` of the other classes' rows (with at least half the replacements).
+  ``restoration_alpha`` of the other classes' rows, and in at least half the replacements (on images the region
+  replaced is the mask grown by one pixel: a reconstructed mask often misses a pixel of the real trigger).
 - ``activation_clustering`` (Chen et al. 2018): per class, the penultimate features reduced by PCA are split
   in two by k-means. The smaller cluster is a candidate when the split is real (silhouette >=
   ``ac_min_silhouette``) and the cluster is small enough (relative size <= ``ac_max_relative_size``); it is
@@ -67,8 +68,10 @@ class PoisoningParams(Params):
     signals: list[str] = Field(
         default_factory=lambda: list(WEIGHTS), description="signals to compute (trigger, activation_clustering, "
         "spectral_signature, label_issue)")
-    trigger_alpha: float = Field(0.01, gt=0, lt=0.5, description="false-positive rate calibrating the trigger tests")
-    trigger_replacements: int = Field(8, ge=2, le=64, description="replacements of the masked region per row")
+    trigger_alpha: float = Field(0.01, gt=0, lt=0.5, description="false-positive rate calibrating the pattern match")
+    restoration_alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="false-positive rate calibrating the restoration test (at least 0.5 flips)")
+    trigger_replacements: int = Field(16, ge=2, le=64, description="replacements of the masked region per row")
     ac_dims: int = Field(10, ge=2, le=100, description="PCA components for activation clustering")
     ac_min_silhouette: float = Field(0.15, ge=-1, le=1)
     ac_max_relative_size: float = Field(0.45, gt=0, le=0.5)
@@ -199,7 +202,8 @@ class PoisoningScan(Check):
         index_of = {_key(v): i for i, v in enumerate(labels)}
         model_idx = np.array([index_of.get(_key(c), -1) for c in classes])[y]
         info: dict[str, Any] = {"backdoor_flagged_classes": [_plain(labels[k]) for k in trig.flagged],
-                                "alpha": params.trigger_alpha, "per_class": {}}
+                                "pattern_alpha": params.trigger_alpha, "restoration_alpha": params.restoration_alpha,
+                                "replacements": params.trigger_replacements, "per_class": {}}
         for k in trig.flagged:
             ctx.progress.step(f"rows of class {labels[k]} carrying the reconstructed trigger")
             fires, detail = trigger_carriers(pr, X, model_idx, trig, k, params, rng)
@@ -233,17 +237,20 @@ def trigger_carriers(pr: "ModelProbe", X: "np.ndarray", model_idx: "np.ndarray",
 
     null_rows = others if len(others) <= 1000 else rng.choice(others, 1000, replace=False)
     donors = X[others]
+    # a reconstructed mask often misses a pixel or two of the real trigger, and the pixels left behind can keep the
+    # backdoor firing: on images the region replaced is the mask grown by one pixel (its 3x3 maximum)
+    region = _grow(mask) if mask.ndim >= 2 else mask
 
     def flip_rate(rows: "np.ndarray", reference: "np.ndarray") -> "np.ndarray":
         flips = np.zeros(len(rows))
         for _ in range(params.trigger_replacements):
             d = donors[rng.integers(0, len(donors), len(rows))]
-            restored = ((1 - mask) * X[rows] + mask * d).astype(np.float32)
+            restored = ((1 - region) * X[rows] + region * d).astype(np.float32)
             flips += pr.predict(restored) != reference
         return flips / params.trigger_replacements
 
     flip_null = flip_rate(null_rows, pr.predict(X[null_rows]))
-    flip_thr = max(0.5, float(np.quantile(flip_null, 1 - params.trigger_alpha)))
+    flip_thr = max(0.5, float(np.quantile(flip_null, 1 - params.restoration_alpha)))
     flip_t = flip_rate(target, np.full(len(target), k))
     matches = dist[target] <= dist_thr
     if flip_thr >= 1.0:  # the mask is so large that replacing it flips anything: restoration says nothing
@@ -255,6 +262,14 @@ def trigger_carriers(pr: "ModelProbe", X: "np.ndarray", model_idx: "np.ndarray",
         "rows_of_class": int(len(target)), "pattern_match": int(matches.sum()), "restoration_flip": int(restores.sum()),
         "carriers": int(fires.sum()), "distance_threshold": _r(dist_thr), "flip_threshold": _r(flip_thr),
     }
+
+
+def _grow(mask: "np.ndarray") -> "np.ndarray":
+    """The 3x3 maximum filter of a mask over its last two (spatial) axes."""
+    from scipy.ndimage import maximum_filter
+
+    size = (1,) * (mask.ndim - 2) + (3, 3)
+    return maximum_filter(mask, size=size, mode="constant", cval=0.0)
 
 
 def activation_clustering(F: "np.ndarray", y: "np.ndarray", classes, params: PoisoningParams, seed: int):
