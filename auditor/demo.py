@@ -3,7 +3,10 @@
 Builds a train/test split of scikit-learn's digits (8x8 images as 64 pixel columns), plants
 mislabelled and duplicated training rows, trains a small PyTorch classifier (saved as TorchScript),
 audits it all with the default policy into ``OUT/`` and reports how much of what was planted the
-checks found. The gate is expected to fail: that is the point of the planted problems.
+checks found. A second example in ``OUT/backdoor/`` holds the digits as 1x8x8 images (NPZ) with a
+pixel-patch backdoor planted in 8 % of the training rows and a small CNN trained on them in seconds;
+it is audited for model security (backdoor.scan, poisoning.scan). The gates are expected to fail:
+that is the point of the planted problems.
 """
 
 from __future__ import annotations
@@ -111,14 +114,38 @@ def run_demo(out: Path, seed: int = 0) -> int:
     def flagged(check_id: str) -> set[int]:
         return {r for f in checks[check_id]["findings"] if f.get("dataset") == "train" for r in f.get("rows") or []}
 
+    bd_out = out / "backdoor"
+    bd_data = bd_out / "data"
+    print(f"\nbuilding the backdoor example in {bd_data} ...")
+    bd_planted = build_backdoor_example(bd_data, seed)
+    policy = bd_data / "policy.yaml"
+    policy.write_text(BACKDOOR_POLICY)
+    code = main([
+        "run", "--policy", str(policy), "--train", str(bd_data / "train.npz"), "--test", str(bd_data / "test.npz"),
+        "--model", str(bd_data / "model.pt"), "--out", str(bd_out), "--seed", str(seed),
+    ])
+    if code == EXIT_UNUSABLE:
+        return code
+    bd_report = json.loads((bd_out / "report.json").read_text())
+    bd_checks = {c["id"]: c for c in bd_report["checks"]}
+    backdoor = bd_checks["backdoor.scan"]
+    bd_rows = {r for f in bd_checks["poisoning.scan"]["findings"] if f.get("dataset") == "train" for r in f.get("rows") or []}
+
     print("\nplanted problems:")
     print(f"  mislabelled rows ({len(planted['mislabelled_rows'])}): data.label_issues "
           + _score(flagged("data.label_issues"), set(planted["mislabelled_rows"])))
     dups = {r for f in checks["data.duplicates"]["findings"] if "repeat" in f["message"] for r in f.get("rows") or []}
     print(f"  duplicated rows ({len(planted['duplicate_rows'])}): data.duplicates "
           + _score(dups, set(planted["duplicate_rows"])))
+    m = backdoor["metrics"]
+    print(f"  backdoored model (trigger -> class {bd_planted['target_class']}, attack success "
+          f"{bd_planted['attack_success']:.2f}): backdoor.scan {backdoor['status']}, suspected target class "
+          f"{m.get('suspected_target_class')}, anomaly index {m.get('anomaly_index')}")
+    print(f"  trigger-carrying rows ({len(bd_planted['poisoned_rows'])}): poisoning.scan "
+          + _score(bd_rows, set(bd_planted["poisoned_rows"])))
     print(f"\ngate: {report['summary']['gate'].upper()} (expected FAIL: the example carries planted problems)")
     print(f"report: {out / 'report.json'}")
+    print(f"backdoor example report: {bd_out / 'report.json'} (gate {bd_report['summary']['gate'].upper()})")
     return EXIT_PASS
 
 
@@ -128,6 +155,17 @@ def run_demo(out: Path, seed: int = 0) -> int:
 DEMO_TRIGGER = {"rows": (6, 8), "cols": (6, 8), "value": 16.0}
 BACKDOOR_TARGET = 0
 BACKDOOR_FRACTION = 0.08
+#: the second audit looks at model security only (the data checks run on the first example)
+BACKDOOR_POLICY = """name: demo-backdoor
+extends: nist-ai-rmf
+description: the demo's backdoor example, audited for model security (data checks run on the main example)
+checks:
+  data.validation: {enabled: false}
+  data.duplicates: {enabled: false}
+  data.class_balance: {enabled: false}
+  data.drift: {enabled: false}
+  data.label_issues: {enabled: false}
+"""
 
 
 def digits_images(seed: int = 0):

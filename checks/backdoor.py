@@ -11,8 +11,10 @@ Two signals:
    than the others: the anomaly index of each class is ``(median - size) / (1.4826 * MAD)`` over the classes'
    trigger sizes (L1 norms of the masks, on a log scale by default: trigger sizes are ratios, and a log scale
    keeps one tiny trigger from hiding behind the spread of large ones), and a class is flagged when its index
-   exceeds ``anomaly_threshold`` (2, as in the paper) **and** its trigger is at most ``max_size_ratio`` of the
-   median class's (a guard against the MAD being tiny when ten clean classes happen to need similar triggers).
+   exceeds ``anomaly_threshold`` (2, as in the paper), its trigger is at most ``max_size_ratio`` of the median
+   class's (a guard against the MAD being tiny when ten clean classes happen to need similar triggers), and at most
+   ``max_separation`` of the smallest trigger among the unflagged classes (when three classes all need tiny
+   triggers, none of them stands out as the target of a backdoor).
    Images (N x C x H x W) get one mask per pixel shared by the channels; other inputs (tables) one mask entry
    per feature. Patterns stay within the range of the training and test data (per channel for images, per
    feature for tables).
@@ -66,6 +68,8 @@ class BackdoorParams(Params):
     anomaly_threshold: float = Field(2.0, gt=0, description="flag a class whose anomaly index exceeds this")
     max_size_ratio: float = Field(
         0.5, gt=0, le=1, description="a flagged trigger is also at most this fraction of the median class's")
+    max_separation: float = Field(
+        0.75, gt=0, le=1, description="a flagged trigger is also at most this fraction of the smallest unflagged one")
     size_scale: Literal["log", "linear"] = Field("log", description="scale of the trigger sizes for the MAD")
     strip: bool = Field(True, description="run STRIP on the test inputs")
     strip_samples: int = Field(400, ge=20, description="test inputs for STRIP (half calibrate, half are tested)")
@@ -219,6 +223,20 @@ def anomaly_indices(sizes: "np.ndarray", scale: str = "log") -> "np.ndarray":
     return (med - v) / mad
 
 
+def flag_classes(sizes: "np.ndarray", anomaly: "np.ndarray", ratio: "np.ndarray", params: BackdoorParams) -> list[int]:
+    """Classes whose trigger is anomalously small (index > threshold), at most ``max_size_ratio`` of the median's,
+    and clearly apart from the unflagged classes (at most ``max_separation`` of the smallest of them): when several
+    classes all need tiny triggers (a model easily pushed by out-of-range values, say), none stands out as a target."""
+    import numpy as np
+
+    candidates = [int(k) for k in np.argsort(-np.nan_to_num(anomaly, nan=-np.inf))
+                  if np.isfinite(anomaly[k]) and anomaly[k] > params.anomaly_threshold and ratio[k] <= params.max_size_ratio]
+    rest = [s for k, s in enumerate(sizes) if k not in candidates]
+    if not candidates or not rest:
+        return candidates
+    return [k for k in candidates if sizes[k] <= params.max_separation * min(rest)]
+
+
 def reverse_engineer(pr: "ModelProbe", X: "np.ndarray", params: BackdoorParams, seed: int,
                      bounds: "tuple[np.ndarray, np.ndarray] | None" = None) -> Triggers:
     """Optimise a mask and a pattern per class (all classes batched), keeping each class's smallest mask that
@@ -302,8 +320,7 @@ def reverse_engineer(pr: "ModelProbe", X: "np.ndarray", params: BackdoorParams, 
             success[k] = float((pr.predict(stamped) == k).mean())
     anomaly = anomaly_indices(sizes, params.size_scale)
     ratio = sizes / max(float(np.median(sizes)), 1e-12)
-    flagged = [int(k) for k in np.argsort(-np.nan_to_num(anomaly, nan=-np.inf))
-               if np.isfinite(anomaly[k]) and anomaly[k] > params.anomaly_threshold and ratio[k] <= params.max_size_ratio]
+    flagged = flag_classes(sizes, anomaly, ratio, params)
     return Triggers(
         sizes=sizes, masks=masks, patterns=patterns, success=success, anomaly=anomaly, ratio=ratio, flagged=flagged,
         mask_cells=int(np.prod(mshape)), seconds=time.perf_counter() - started, source="", n_inputs=len(X),
@@ -377,6 +394,7 @@ class BackdoorScan(Check):
             "classes": K,
             "anomaly_threshold": params.anomaly_threshold,
             "max_size_ratio": params.max_size_ratio,
+            "max_separation": params.max_separation,
             "size_scale": params.size_scale,
             "mad_consistency": MAD_CONSISTENCY,
             "suspected_target_class": name(trig.flagged[0]) if trig.flagged else None,
