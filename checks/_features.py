@@ -78,23 +78,9 @@ class ModelProbe:
     # ------------------------------------------------------------------ logits
 
     def _raw(self, x: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
         fixed = self.model.fixed_batch
-        if not fixed:
-            out = self.model.module(x)
-        else:  # a program traced with a static batch size: pad the last chunk with copies of its last row
-            outs = []
-            for start in range(0, x.shape[0], fixed):
-                chunk = x[start : start + fixed]
-                n = chunk.shape[0]
-                if n < fixed:
-                    chunk = torch.cat([chunk, chunk[-1:].expand(fixed - n, *chunk.shape[1:])])
-                o = self.model.module(chunk)
-                outs.append((o[0] if isinstance(o, (tuple, list)) else o)[:n])
-            out = torch.cat(outs)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
+        run = _first_output(self.model.module)
+        out = _chunked(run, fixed)(x) if fixed else run(x)
         return out.float().reshape(out.shape[0], -1)
 
     def logits_t(self, x: "torch.Tensor") -> "torch.Tensor":
@@ -124,6 +110,8 @@ class ModelProbe:
         import numpy as np
 
         z = self.logits(X).astype(np.float64)
+        if self.n_outputs > 1 and np.all(z >= 0) and np.allclose(z.sum(axis=1), 1.0, atol=1e-4):
+            return z  # the model already outputs probabilities
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
@@ -215,7 +203,17 @@ def _parse_layer(layer: str | None) -> tuple[str | None, str]:
     return name.strip(), where
 
 
+def _first_output(module: Any) -> Callable:
+    def run(x):
+        out = module(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    return run
+
+
 def _chunked(fn: Callable, fixed: int) -> Callable:
+    """Call ``fn`` (a program traced with a static batch size) on chunks of exactly ``fixed`` rows, padding the
+    last chunk with copies of its last row and dropping their outputs."""
     import torch
 
     def run(x):

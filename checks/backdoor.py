@@ -377,8 +377,6 @@ class BackdoorScan(Check):
     Params = BackdoorParams
 
     def run(self, ctx: "AuditContext", params: BackdoorParams) -> Outcome:
-        import numpy as np
-
         from auditor.checks._features import threads_for, torch_threads
 
         ds = trigger_source(ctx, params)
