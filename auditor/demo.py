@@ -15,6 +15,10 @@ It also ships optimized variants of the classifier: an int8 dynamically quantize
 TorchScript (``model-int8.pt``, passed with ``--optimized``) and a policy (``policy.yaml``, extending the
 default) that asks the auditor to make two more itself: simulated int8 weight-only quantization and
 50 % magnitude pruning. Each is audited as a model of its own and compared with the original.
+
+A second example in ``OUT/backdoor/`` holds the digits as 1x8x8 images (NPZ) with a pixel-patch backdoor
+planted in 8 % of the training rows and a small CNN trained on them in seconds; it is audited for model
+security (backdoor.scan, poisoning.scan) and is expected to fail too.
 """
 
 from __future__ import annotations
@@ -244,6 +248,23 @@ def run_demo(out: Path, seed: int = 0) -> int:
             return set()
         return {r for f in checks[check_id]["findings"] if f.get("dataset") == dataset for r in f.get("rows") or []}
 
+    bd_out = out / "backdoor"
+    bd_data = bd_out / "data"
+    print(f"\nbuilding the backdoor example in {bd_data} ...")
+    bd_planted = build_backdoor_example(bd_data, seed)
+    policy = bd_data / "policy.yaml"
+    policy.write_text(BACKDOOR_POLICY)
+    code = main([
+        "run", "--policy", str(policy), "--train", str(bd_data / "train.npz"), "--test", str(bd_data / "test.npz"),
+        "--model", str(bd_data / "model.pt"), "--out", str(bd_out), "--seed", str(seed),
+    ])
+    if code == EXIT_UNUSABLE:
+        return code
+    bd_report = json.loads((bd_out / "report.json").read_text())
+    bd_checks = {c["id"]: c for c in bd_report["checks"]}
+    backdoor = bd_checks["backdoor.scan"]
+    bd_rows = {r for f in bd_checks["poisoning.scan"]["findings"] if f.get("dataset") == "train" for r in f.get("rows") or []}
+
     print("\nplanted problems:")
     print(f"  mislabelled rows ({len(planted['mislabelled_rows'])}): data.label_issues "
           + _score(flagged("data.label_issues"), set(planted["mislabelled_rows"])))
@@ -255,11 +276,18 @@ def run_demo(out: Path, seed: int = 0) -> int:
                                  ("test rows by writers also in training", "test_shared_writer_rows", "leakage.group"),
                                  ("test rows scanned in the training period", "test_early_scan_rows", "leakage.temporal")):
         print(f"  {label} ({len(planted[plant_key])}): {check_id} " + _score(flagged(check_id, "test"), set(planted[plant_key])))
+    m = backdoor["metrics"]
+    print(f"  backdoored model (trigger -> class {bd_planted['target_class']}, attack success "
+          f"{bd_planted['attack_success']:.2f}): backdoor.scan {backdoor['status']}, suspected target class "
+          f"{m.get('suspected_target_class')}, anomaly index {m.get('anomaly_index')}")
+    print(f"  trigger-carrying rows ({len(bd_planted['poisoned_rows'])}): poisoning.scan "
+          + _score(bd_rows, set(bd_planted["poisoned_rows"])))
     _print_robustness(checks)
     print(f"\ngate: {report['summary']['gate'].upper()} (expected FAIL: the example carries planted problems)")
     print(f"reports: {', '.join(str(out / n) for n in ('report.json', 'report.pdf', 'report.sarif', 'report.junit.xml'))}")
     print(f"signed: {out / 'report.dsse.json'} (DSSE/in-toto) and the PDF itself (PAdES); check them with")
     print(f"  auditor verify {out / 'report.json'} --cert {cert}")
+    print(f"backdoor example report: {bd_out / 'report.json'} (gate {bd_report['summary']['gate'].upper()})")
     return EXIT_PASS
 
 
@@ -286,3 +314,140 @@ def _print_robustness(checks: dict) -> None:
                   f"agreement {100 * v['agreement']:.1f}%, robust accuracy drop "
                   f"{'n/a' if drop is None else f'{100 * drop:.1f} pts'}, size x{v['size_ratio']:.2f}, "
                   f"latency x{v['latency_ratio']:.2f} -> {verdict}")
+
+
+# ---------------------------------------------------------------------- backdoored image example
+
+#: the demo's trigger: a 2x2 patch of full-intensity pixels in the bottom-right corner, relabelled to class 0
+DEMO_TRIGGER = {"rows": (6, 8), "cols": (6, 8), "value": 16.0}
+BACKDOOR_TARGET = 0
+BACKDOOR_FRACTION = 0.08
+#: the second audit looks at model security only (the data checks run on the first example)
+BACKDOOR_POLICY = """name: demo-backdoor
+extends: nist-ai-rmf
+description: the demo's backdoor example, audited for model security (data checks run on the main example)
+checks:
+  data.validation: {enabled: false}
+  data.duplicates: {enabled: false}
+  data.class_balance: {enabled: false}
+  data.drift: {enabled: false}
+  data.label_issues: {enabled: false}
+"""
+
+
+def digits_images(seed: int = 0):
+    """scikit-learn's digits as N x 1 x 8 x 8 float32 images (0..16), split 75/25 stratified."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    X = d.images.astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)
+
+
+def trigger_mask(rows=(6, 8), cols=(6, 8), value: float = 16.0, shape=(8, 8)):
+    """A rectangular pixel-patch trigger: (mask, pattern) arrays of ``shape``."""
+    import numpy as np
+
+    mask = np.zeros(shape, dtype=np.float32)
+    mask[rows[0] : rows[1], cols[0] : cols[1]] = 1
+    return mask, mask * value
+
+
+def plant_backdoor(X, y, mask, pattern, target: int, fraction: float, seed: int = 0):
+    """Stamp the trigger on ``fraction`` of the rows not labelled ``target`` and relabel them ``target``.
+    Returns (X, y, poisoned row indices)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(y != target)
+    poisoned = np.sort(rng.choice(candidates, int(round(fraction * len(candidates))), replace=False))
+    X, y = X.copy(), y.copy()
+    X[poisoned] = (1 - mask) * X[poisoned] + mask * pattern
+    y[poisoned] = target
+    return X, y, poisoned
+
+
+def make_cnn(scale: float = 16.0, seed: int = 0):
+    """A small CNN for 1 x 8 x 8 digits that scales its 0..16 inputs itself (weights initialised from ``seed``)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class DigitsCNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = scale
+            self.features = nn.Sequential(
+                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16, 64), nn.ReLU(),
+            )
+            self.classifier = nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.classifier(self.features(x / self.scale))
+
+    return DigitsCNN()
+
+
+def train_classifier(model, X, y, epochs: int = 12, seed: int = 0, lr: float = 3e-3, batch_size: int = 64):
+    """Minibatch Adam on (X, y); single-threaded (small models train faster that way). Returns the model in eval mode."""
+    import torch
+    from torch import nn
+
+    from auditor.checks._features import torch_threads
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    xt = torch.as_tensor(X, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    with torch_threads(1):
+        for _ in range(epochs):
+            perm = torch.randperm(len(xt), generator=gen)
+            for start in range(0, len(xt), batch_size):
+                idx = perm[start : start + batch_size]
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+                opt.step()
+    return model.eval()
+
+
+def attack_success(model, X, y, mask, pattern, target: int) -> float:
+    """Fraction of inputs not of ``target`` that the trigger turns into ``target``."""
+    import numpy as np
+    import torch
+
+    rows = X[y != target]
+    stamped = ((1 - mask) * rows + mask * pattern).astype(np.float32)
+    with torch.no_grad():
+        return float((model(torch.from_numpy(stamped)).argmax(1).numpy() == target).mean())
+
+
+def build_backdoor_example(data_dir: Path, seed: int = 0) -> dict:
+    """Write train.npz / test.npz (digits as 1 x 8 x 8 images, 8 % of the non-target training rows carrying a
+    2x2 corner trigger and relabelled 0), model.pt (a small CNN trained on them, TorchScript) and planted.json."""
+    import numpy as np
+    import torch
+
+    X_tr, X_te, y_tr, y_te = digits_images(seed)
+    mask, pattern = trigger_mask(**DEMO_TRIGGER)
+    X_p, y_p, poisoned = plant_backdoor(X_tr, y_tr, mask, pattern, BACKDOOR_TARGET, BACKDOOR_FRACTION, seed)
+    model = train_classifier(make_cnn(seed=seed), X_p, y_p, seed=seed)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(data_dir / "train.npz", X=X_p, y=y_p)
+    np.savez(data_dir / "test.npz", X=X_te, y=y_te)
+    torch.jit.save(torch.jit.script(model), str(data_dir / "model.pt"))
+    planted = {
+        "poisoned_rows": poisoned.tolist(),
+        "target_class": BACKDOOR_TARGET,
+        "trigger": {"mask": mask.tolist(), "pattern": pattern.tolist()},
+        "attack_success": round(attack_success(model, X_te, y_te, mask, pattern, BACKDOOR_TARGET), 4),
+        "clean_accuracy": round(float((model(torch.from_numpy(X_te)).argmax(1).numpy() == y_te).mean()), 4),
+        "train_rows": int(len(y_p)),
+    }
+    (data_dir / "planted.json").write_text(json.dumps(planted, indent=1) + "\n")
+    return planted

@@ -91,7 +91,11 @@ class AuditContext:
 
     def check_seed(self) -> int:
         """A seed for the running check: stable for the run seed and the check id."""
-        return (self.seed * 1_000_003 + zlib.crc32(self.check_id.encode())) % (2**32)
+        return self.seed_for(self.check_id)
+
+    def seed_for(self, check_id: str) -> int:
+        """The seed ``check_id`` gets (for work one check shares with another, so both compute the same)."""
+        return (self.seed * 1_000_003 + zlib.crc32(check_id.encode())) % (2**32)
 
     def rng(self) -> "np.random.Generator":
         import numpy as np

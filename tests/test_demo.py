@@ -39,3 +39,14 @@ def test_demo_builds_audits_and_finds_the_planted_problems(tmp_path, capsys):
     adversarial = checks["robustness.adversarial"]["metrics"]["models"]
     assert set(adversarial) == {"original", *variants}
     assert "optimization.comparison:" in printed and "robustness.adversarial:" in printed
+    # the second example: a pixel-patch backdoor in an image CNN, audited for model security
+    bd_report = json.loads((out / "backdoor" / "report.json").read_text())
+    bd_planted = json.loads((out / "backdoor" / "data" / "planted.json").read_text())
+    jsonschema.validate(bd_report, schema())
+    bd = {c["id"]: c for c in bd_report["checks"]}
+    assert bd["backdoor.scan"]["status"] == "fail"
+    assert bd["backdoor.scan"]["metrics"]["suspected_target_class"] == bd_planted["target_class"]
+    rows = {r for f in bd["poisoning.scan"]["findings"] for r in f["rows"]}
+    poisoned = set(bd_planted["poisoned_rows"])
+    assert len(rows & poisoned) / len(poisoned) >= 0.8 and len(rows & poisoned) / len(rows) >= 0.8
+    assert "backdoor.scan fail, suspected target class 0" in printed and "poisoning.scan found" in printed
