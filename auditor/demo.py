@@ -257,6 +257,7 @@ def run_demo(out: Path, seed: int = 0) -> int:
     code = main([
         "run", "--policy", str(policy), "--train", str(bd_data / "train.npz"), "--test", str(bd_data / "test.npz"),
         "--model", str(bd_data / "model.pt"), "--out", str(bd_out), "--seed", str(seed),
+        "--sign-key", str(key), "--sign-cert", str(cert), "--passphrase-file", str(passfile),
     ])
     if code == EXIT_UNUSABLE:
         return code
@@ -373,23 +374,11 @@ def plant_backdoor(X, y, mask, pattern, target: int, fraction: float, seed: int 
 def make_cnn(scale: float = 16.0, seed: int = 0):
     """A small CNN for 1 x 8 x 8 digits that scales its 0..16 inputs itself (weights initialised from ``seed``)."""
     import torch
-    from torch import nn
+
+    from auditor._demo_nets import DigitsCNN
 
     torch.manual_seed(seed)
-
-    class DigitsCNN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = scale
-            self.features = nn.Sequential(
-                nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 16, 64), nn.ReLU(),
-            )
-            self.classifier = nn.Linear(64, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.classifier(self.features(x / self.scale))
-
-    return DigitsCNN()
+    return DigitsCNN(scale)
 
 
 def train_classifier(model, X, y, epochs: int = 12, seed: int = 0, lr: float = 3e-3, batch_size: int = 64):

@@ -183,7 +183,8 @@ def probe(model: "Model", sample: "np.ndarray") -> ModelProbe:
 
 @contextlib.contextmanager
 def _frozen(module: Any):
-    params = [p for p in module.parameters() if p.requires_grad]
+    # optimized copies (pruned, int8-rounded) may hold computed, non-leaf weights: leave those alone
+    params = [p for p in module.parameters() if p.requires_grad and p.is_leaf]
     for p in params:
         p.requires_grad_(False)
     try:

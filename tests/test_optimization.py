@@ -52,7 +52,9 @@ def test_int8_dynamic_quantization_of_the_cnn_passes(tmp_path, backend):
     assert "transfer" in row["robust_protocol"]
     assert row["size_bytes"] < r.metrics["original"]["size_bytes"]
     assert row["latency_ms_per_1k_rows"] > 0
-    assert row["backdoor"] == {"skipped": "backdoor.scan is not registered in this build"}
+    # backdoor.scan is registered: the clean CNN and its int8 copy are both scanned, and no backdoor appears
+    assert row["backdoor"]["new_backdoor"] is False
+    assert row["backdoor"]["original"]["status"] != "fail" and row["backdoor"]["variant"]["status"] != "fail"
     assert r.metrics["failed"] == []
     assert r.metrics["thresholds"]["max_clean_accuracy_drop"] == 0.02
 
