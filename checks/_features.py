@@ -80,7 +80,7 @@ class ModelProbe:
     def _raw(self, x: "torch.Tensor") -> "torch.Tensor":
         fixed = self.model.fixed_batch
         run = _first_output(self.model.module)
-        out = _chunked(run, fixed)(x) if fixed else run(x)
+        out = static_batches(run, fixed)(x) if fixed else run(x)
         return out.float().reshape(out.shape[0], -1)
 
     def logits_t(self, x: "torch.Tensor") -> "torch.Tensor":
@@ -158,7 +158,7 @@ class ModelProbe:
             fn, info = (lambda x: self._raw(x)), {"layer": "(model outputs)", "how": info.get("how", ""),
                                                    "note": "no linear layer found: clustering the model outputs"}
         elif self.model.fixed_batch:
-            fn = _chunked(fn, self.model.fixed_batch)
+            fn = static_batches(fn, self.model.fixed_batch)
         with torch.inference_mode():
             dim = int(fn(x0).reshape(x0.shape[0], -1).shape[1])
         self._feature_fn = fn
@@ -212,7 +212,7 @@ def _first_output(module: Any) -> Callable:
     return run
 
 
-def _chunked(fn: Callable, fixed: int) -> Callable:
+def static_batches(fn: Callable, fixed: int) -> Callable:
     """Call ``fn`` (a program traced with a static batch size) on chunks of exactly ``fixed`` rows, padding the
     last chunk with copies of its last row and dropping their outputs."""
     import torch

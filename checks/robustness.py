@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from auditor.checks._features import static_batches
+
 from auditor.checks._variants import Audited, audited_models
 from auditor.registry import Check, Params
 from auditor.report import Finding, Outcome
@@ -262,14 +264,7 @@ def _as_logits_module(module: Any, kind: str, fixed_batch: int | None):
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if fixed_batch:
-                chunks = []
-                for start in range(0, x.shape[0], fixed_batch):
-                    part = x[start : start + fixed_batch]
-                    n = part.shape[0]
-                    if n < fixed_batch:
-                        part = torch.cat([part, part[-1:].expand(fixed_batch - n, *part.shape[1:])])
-                    chunks.append(self._call(part)[:n])
-                out = torch.cat(chunks)
+                out = static_batches(self._call, fixed_batch)(x)
             else:
                 out = self._call(x)
             if kind == "probs":
