@@ -224,6 +224,13 @@ def demo_key(keys_dir: Path) -> tuple[Path, Path, Path]:
     return key, cert, passfile
 
 
+def _flagged_rows(checks: dict, check_id: str, dataset: str) -> set[int]:
+    """Every row a check's findings flag in ``dataset`` (empty when the check did not run)."""
+    if check_id not in checks:
+        return set()
+    return {r for f in checks[check_id]["findings"] if f.get("dataset") == dataset for r in f.get("rows") or []}
+
+
 def run_demo(out: Path, seed: int = 0) -> int:
     from auditor.cli import EXIT_PASS, EXIT_UNUSABLE, main
 
@@ -244,9 +251,7 @@ def run_demo(out: Path, seed: int = 0) -> int:
     checks = {c["id"]: c for c in report["checks"]}
 
     def flagged(check_id: str, dataset: str = "train") -> set[int]:
-        if check_id not in checks:
-            return set()
-        return {r for f in checks[check_id]["findings"] if f.get("dataset") == dataset for r in f.get("rows") or []}
+        return _flagged_rows(checks, check_id, dataset)
 
     bd_out = out / "backdoor"
     bd_data = bd_out / "data"
@@ -264,7 +269,7 @@ def run_demo(out: Path, seed: int = 0) -> int:
     bd_report = json.loads((bd_out / "report.json").read_text())
     bd_checks = {c["id"]: c for c in bd_report["checks"]}
     backdoor = bd_checks["backdoor.scan"]
-    bd_rows = {r for f in bd_checks["poisoning.scan"]["findings"] if f.get("dataset") == "train" for r in f.get("rows") or []}
+    bd_rows = _flagged_rows(bd_checks, "poisoning.scan", "train")
 
     print("\nplanted problems:")
     print(f"  mislabelled rows ({len(planted['mislabelled_rows'])}): data.label_issues "
