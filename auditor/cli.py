@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="column the model does not use (repeatable)")
     run.add_argument("--sensitive", action="append", default=[], metavar="COLUMN",
                      help="sensitive attribute for the fairness checks (repeatable; an NPZ array name such as groups)")
+    run.add_argument("--engine", choices=("pandas", "spark"),
+                     help="pandas (default): datasets in memory; spark: datasets read and audited by Apache Spark "
+                          "(needs the [spark] extra), model checks on a sample the policy sizes")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
     run.add_argument("--waivers", type=Path, metavar="PATH", help="waiver file (YAML 'waivers: [...]'), beside the policy's")
     run.add_argument("--baseline", type=Path, metavar="PATH",
@@ -280,6 +283,18 @@ def load_inputs(args: argparse.Namespace, policy, progress):
     label = args.label or policy.label
     exclude = list(dict.fromkeys([*policy.exclude, *args.exclude]))
     train = test = model = optimized = None
+    engine = args.engine or "pandas"
+    if engine == "spark":
+        from auditor import spark
+
+        spark.require_pyspark()
+        settings = getattr(args, "spark_settings", None) or spark.SparkSettings()
+
+        def load_dataset(path, name, label, exclude):  # noqa: F811 (same signature, read by Spark)
+            return spark.load_dataset(path, name, label=label, exclude=exclude, settings=settings)
+
+        with progress.status(f"starting Spark ({settings.master}, driver memory {settings.driver_memory})"):
+            spark.session(settings)
     if args.train is not None:
         with progress.status(f"reading {args.train}"):
             train = load_dataset(args.train, "train", label=label, exclude=exclude)
@@ -304,7 +319,7 @@ def load_inputs(args: argparse.Namespace, policy, progress):
                 raise InputError(f"sensitive {what} {name!r} not found", ds.path)
     seed = args.seed if args.seed is not None else policy.seed
     return AuditContext(policy=policy, seed=seed, train=train, test=test, model=model, optimized=optimized,
-                        progress=progress, sensitive=sensitive)
+                        progress=progress, sensitive=sensitive, engine=engine)
 
 
 def _print_outcome(report, written) -> None:

@@ -15,6 +15,8 @@ fail_on: high
 waivers: waivers.yaml
 baseline: approved/report.json
 sign: {key: keys/signing-key.pem, cert: keys/signing-cert.pem, require: true}
+engine: spark                      # or pandas (the default)
+spark: {master: "local[2]", driver_memory: 2g, conf: {spark.local.dir: /scratch}}
 ```
 """
 
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from auditor.spark import SparkSettings
 
 DEFAULT_NAME = "audit.yaml"
 
@@ -58,6 +62,8 @@ class AuditConfig(BaseModel):
     baseline: str | None = None
     baseline_cert: str | None = None
     sign: SignConfig = Field(default_factory=SignConfig)
+    engine: Literal["pandas", "spark"] | None = None
+    spark: SparkSettings | None = None
 
 
 PATH_FIELDS = ("train", "test", "model", "out", "waivers", "baseline", "baseline_cert")
@@ -80,9 +86,11 @@ def load(path: Path) -> AuditConfig:
 def apply(args: argparse.Namespace, explicit: Path | None) -> Path | None:
     """Fill the run's options the command line left unset from ``--config`` (or ./audit.yaml)."""
     path = explicit if explicit is not None else (Path(DEFAULT_NAME) if Path(DEFAULT_NAME).is_file() else None)
+    args.spark_settings = None
     if path is None:
         return None
     cfg = load(path)
+    args.spark_settings = cfg.spark
     base = path.parent
 
     def rel(value: str | None) -> Path | None:
@@ -97,7 +105,7 @@ def apply(args: argparse.Namespace, explicit: Path | None) -> Path | None:
     if args.policy is None and cfg.policy is not None:
         looks_like_path = cfg.policy.endswith((".yaml", ".yml")) or "/" in cfg.policy
         args.policy = str(rel(cfg.policy)) if looks_like_path else cfg.policy
-    for name in ("label", "model_factory", "fail_on", "seed"):
+    for name in ("label", "model_factory", "fail_on", "seed", "engine"):
         if getattr(args, name) is None and getattr(cfg, name) is not None:
             setattr(args, name, getattr(cfg, name))
     if not args.exclude:

@@ -69,6 +69,8 @@ class AuditContext:
     today: "date | None" = None  # the date waivers expire against (default: the run's UTC date)
     #: values several checks share within one run (e.g. the optimized variants built from the model)
     cache: dict = field(default_factory=dict, repr=False)
+    #: "pandas" (datasets in memory) or "spark" (train/test are SparkDatasets; see ``in_memory``)
+    engine: str = "pandas"
 
     def available(self) -> set[str]:
         have = set()
@@ -88,6 +90,22 @@ class AuditContext:
 
     def datasets(self) -> list["Dataset"]:
         return [d for d in (self.train, self.test) if d is not None]
+
+    def in_memory(self) -> "AuditContext":
+        """This context with in-memory datasets: itself on the pandas engine; on Spark, a copy holding the
+        policy-sized samples Spark draws (once per run, the same for every check) from the run's seed."""
+        if self.engine != "spark":
+            return self
+        if "in_memory" not in self.cache:
+            rows, seed = self.policy.sample.rows, self.seed_for("sample")
+            drawn = {}
+            for ds in self.datasets():
+                self.progress.step(f"drawing a sample of {min(rows, ds.n_rows):,} {ds.name} rows with Spark")
+                drawn[ds.name] = ds.sample(rows, seed)
+            self.cache["in_memory"] = replace(self, train=drawn.get("train"), test=drawn.get("test"), engine="pandas")
+        sampled = self.cache["in_memory"]
+        sampled.check_id, sampled.progress = self.check_id, self.progress
+        return sampled
 
     def check_seed(self) -> int:
         """A seed for the running check: stable for the run seed and the check id."""
@@ -125,13 +143,21 @@ def run_check(check_id: str, ctx: AuditContext) -> CheckResult:
     check_cls = all_checks()[check_id]
     missing = check_cls.missing_inputs(ctx.available())
     started = time.perf_counter()
-    tb = None
+    tb = sample = None
     if missing:
         outcome = Outcome.skipped("needs " + " and ".join(INPUTS.get(m, m) for m in missing))
     else:
         ctx.check_id = check_id
         try:
-            outcome = check_cls().run(ctx, configured.params)
+            check = check_cls()
+            if ctx.engine == "spark" and check_cls.spark_native:
+                outcome = check.run_spark(ctx, configured.params)
+            elif ctx.engine == "spark":
+                local = ctx.in_memory()
+                outcome = _rows_in_files(check.run(local, configured.params), local)
+                sample = {d.name: dict(d.sample_of) for d in local.datasets() if d.sample_of}
+            else:
+                outcome = check.run(ctx, configured.params)
             if not isinstance(outcome, Outcome):
                 raise TypeError(f"check returned {type(outcome).__name__}, not an Outcome")
         except Exception as e:  # fail closed: recorded as an error, which fails the gate
@@ -149,7 +175,20 @@ def run_check(check_id: str, ctx: AuditContext) -> CheckResult:
         controls=configured.controls,
         duration_s=time.perf_counter() - started,
         traceback=tb,
+        sample=sample or None,
     )
+
+
+def _rows_in_files(outcome: Outcome, local: AuditContext) -> Outcome:
+    """A check run on samples names sample positions: turn them into the rows' numbers in the files."""
+    if not isinstance(outcome, Outcome):
+        return outcome
+    by_name = {d.name: d.row_ids for d in local.datasets() if d.row_ids is not None}
+    findings = []
+    for f in outcome.findings:
+        ids = by_name.get(f.dataset) if f.rows is not None else None
+        findings.append(replace(f, rows=tuple(int(ids[r]) for r in f.rows)) if ids is not None else f)
+    return replace(outcome, findings=tuple(findings))
 
 
 def subjects(ctx: AuditContext) -> tuple[Subject, ...]:
@@ -226,6 +265,7 @@ def audit(ctx: AuditContext, fail_on: str | None = None) -> Report:
             "started_at": started_at,
             "finished_at": finished_at,
             "seed": ctx.seed,
+            "engine": ctx.engine,
             "argv": sys.argv[1:],
         },
         policy={

@@ -41,7 +41,12 @@ class Dataset:
     y: "np.ndarray | None" = None
     excluded: tuple[str, ...] = ()
     extras: "dict[str, np.ndarray]" = field(default_factory=dict)  # NPZ: other per-row arrays (e.g. groups)
+    #: a sample drawn from a larger dataset (Spark engine): each row's number in the file, and how it was drawn
+    row_ids: "np.ndarray | None" = field(default=None, repr=False)
+    sample_of: dict | None = None
     _flat: "pd.DataFrame | None" = field(default=None, repr=False)
+
+    is_spark = False
 
     @property
     def is_array(self) -> bool:
@@ -159,6 +164,7 @@ class Dataset:
             "features": len(self.feature_columns),
             "excluded": list(self.excluded),
             **({"shape": list(self.X.shape), "dtype": str(self.X.dtype)} if self.is_array else {}),
+            **({"sample": dict(self.sample_of)} if self.sample_of else {}),
         }
 
 

@@ -72,6 +72,14 @@ class BaselineConfig(BaseModel):
     tolerances: dict[str, float] = Field(default_factory=dict)  # per "check.metric" path
 
 
+class SampleConfig(BaseModel):
+    """With ``--engine spark``: the sample the in-memory checks (model, drift, label issues, ...) audit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = Field(50_000, ge=100)  # per dataset, drawn reproducibly by Spark from the run's seed
+
+
 class PolicyDocument(BaseModel):
     """The schema of a policy file (after ``extends`` is merged)."""
 
@@ -92,6 +100,7 @@ class PolicyDocument(BaseModel):
     checks: dict[str, CheckConfig] = Field(default_factory=dict)
     waivers: list[WaiverModel] = Field(default_factory=list)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -162,6 +171,7 @@ class Policy:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     framework_names: Mapping[str, str] = field(default_factory=dict)
     sensitive: tuple[str, ...] = ()
+    sample: SampleConfig = field(default_factory=SampleConfig)
 
     def enabled_checks(self) -> list[ConfiguredCheck]:
         return [c for c in self.checks.values() if c.enabled]
@@ -435,6 +445,7 @@ def load(ref: str | Path | None = None) -> Policy:
         baseline=doc.baseline,
         framework_names=names,
         sensitive=tuple(doc.sensitive),
+        sample=doc.sample,
     )
 
 

@@ -45,10 +45,17 @@ class Check(ABC):
     #: metrics a baseline comparison tracks: dotted path in ``metrics`` -> "lower" or "higher" is better
     tracked_metrics: ClassVar[dict[str, str]] = {}
     Params: ClassVar[type[Params]] = Params
+    #: True when ``run_spark`` audits Spark DataFrames whole; otherwise, with ``--engine spark``, ``run``
+    #: audits the policy-sized sample drawn by Spark (and the report says so)
+    spark_native: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: "AuditContext", params: Params) -> "Outcome":
         """Audit ``ctx`` with ``params``; raise on a bug or unusable state (recorded as ``error``)."""
+
+    def run_spark(self, ctx: "AuditContext", params: Params) -> "Outcome":
+        """Audit ``ctx``'s :class:`~auditor.spark.SparkDataset` s (only when ``spark_native``)."""
+        raise NotImplementedError(f"{self.id} has no Spark implementation")
 
     @classmethod
     def missing_inputs(cls, available: set[str]) -> list[str]:

@@ -89,6 +89,8 @@ class CheckResult:
     duration_s: float
     traceback: str | None = None
     waiver: Mapping[str, Any] | None = None  # the waiver that matched a failure, with its state
+    #: set when the check audited samples (Spark engine): per dataset, rows drawn, of how many, seed, method
+    sample: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +109,8 @@ class CheckResult:
             out["traceback"] = self.traceback
         if self.waiver:
             out["waiver"] = jsonable(self.waiver)
+        if self.sample:
+            out["sample"] = jsonable(self.sample)
         return out
 
 

@@ -44,3 +44,52 @@ def write_policy(path: Path, text: str) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The process's SparkSession on local[2] (PySpark and Java are installed by `make test`)."""
+    from auditor import spark as spark_mod
+
+    return spark_mod.session(spark_mod.SparkSettings(master="local[2]", driver_memory="1g"))
+
+
+@pytest.fixture
+def small_splits(spark):
+    """Spark cuts files into many small splits (as on big data), so row numbering crosses split boundaries."""
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    yield spark
+    spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    spark.conf.unset("spark.sql.files.openCostInBytes")
+
+
+def both_engines(ctx_kwargs: dict, check_id: str, policy, train=None, test=None, label=None, exclude=(), seed=0):
+    """Run one check on the pandas engine and on Spark over the same files: (pandas result, spark result)."""
+    from auditor import spark as spark_mod
+    from auditor.engine import AuditContext, run_check
+    from auditor.inputs import load_dataset
+
+    results = []
+    for engine in ("pandas", "spark"):
+        loaded = {}
+        for name, path in (("train", train), ("test", test)):
+            if path is None:
+                continue
+            if engine == "pandas":
+                loaded[name] = load_dataset(path, name, label=label, exclude=exclude)
+            else:
+                loaded[name] = spark_mod.load_dataset(path, name, label=label, exclude=exclude)
+            label = label or loaded[name].label
+        ctx = AuditContext(policy=policy, seed=seed, engine=engine, **loaded, **ctx_kwargs)
+        results.append(run_check(check_id, ctx))
+    return results[0], results[1]
+
+
+def flagged(result) -> dict:
+    """{dataset: sorted rows} over a result's findings (several findings on one dataset are merged)."""
+    out: dict = {}
+    for f in result.findings:
+        if f.rows is not None:
+            out.setdefault(f.dataset, set()).update(f.rows)
+    return {k: sorted(v) for k, v in out.items()}

@@ -1,0 +1,351 @@
+"""The Spark engine's inputs: one SparkSession, datasets read by Spark with their file row numbers, and
+reproducible samples for the checks that run in memory.
+
+With ``--engine spark`` a dataset is never collected whole to the driver. Each row carries its row number
+in the file (column :data:`ROW`, 0-based, the contract's meaning), so findings name the same rows on both
+engines. For a folder of part files (or a glob), rows are numbered through the files in path order.
+
+How the row number is found without a shuffle: each scan split reads a contiguous run of one file, in
+order, inside one task, so ``monotonically_increasing_id()`` (partition index << 33 + position in the
+partition) is consecutive within a split. One small aggregation (a row per split: its smallest id and its
+row count) gives each split's offset in the concatenated files; the row number is then ``id + delta``,
+with the deltas in a literal map. Parquet splits start at row-group boundaries (Spark's ``row_index``
+metadata column agrees; a test checks both against pandas).
+
+PySpark is optional (``pip install 'auditor[spark]'``); nothing here is imported unless the engine is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from auditor.errors import AuditorError, InputError
+from auditor.hashing import sha256_file
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from auditor.inputs import Dataset
+
+#: the row-number column added to every dataset read by Spark (named so no real column clashes)
+ROW = "__auditor_row__"
+_SPLIT_FILE, _SPLIT_START, _MONO = "__auditor_file__", "__auditor_split__", "__auditor_mono__"
+SPARK_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                 ".json": "jsonl"}
+_LOG4J = Path(__file__).with_name("log4j2-spark.properties")
+
+
+class SparkSettings(BaseModel):
+    """``spark:`` in audit.yaml: where and how the Spark engine runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = Field("local[*]", description="Spark master URL (local[2], spark://host:7077, yarn, ...)")
+    driver_memory: str = Field("2g", description="spark.driver.memory: the driver's heap, bounded")
+    format: str | None = Field(None, description="csv, parquet or jsonl for paths without a telling extension")
+    csv_multiline: bool = Field(
+        False, description="quoted CSV fields may hold newlines (each CSV file is then read by one task)")
+    conf: dict[str, str] = Field(default_factory=dict, description="more Spark configuration, e.g. spark.local.dir")
+
+
+_lock = threading.Lock()
+_session: "SparkSession | None" = None
+
+
+def require_pyspark() -> None:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise AuditorError("--engine spark needs PySpark: pip install 'auditor[spark]' (and a Java 17+ runtime)") from None
+
+
+def session(settings: SparkSettings | None = None) -> "SparkSession":
+    """The process's SparkSession, started on first use with ``settings`` (later calls reuse it)."""
+    global _session
+    require_pyspark()
+    with _lock:
+        if _session is not None:
+            return _session
+        settings = settings or SparkSettings()
+        from pyspark.sql import SparkSession
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        java_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J}"
+        builder = (
+            SparkSession.builder.appName("auditor")
+            .master(settings.master)
+            .config("spark.driver.memory", settings.driver_memory)
+            .config("spark.driver.extraJavaOptions", java_opts)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.shuffle.partitions", "16")
+            .config("spark.sql.ansi.enabled", "false")
+        )
+        for key, value in settings.conf.items():
+            builder = builder.config(key, value)
+        try:
+            _session = builder.getOrCreate()
+        except Exception as e:  # no Java, a bad master URL, ...: one line, exit 2
+            text = " ".join(str(e).split())[:300]
+            hint = " (PySpark needs a Java 17+ runtime: apt-get install openjdk-17-jre-headless)" if "JAVA" in text.upper() else ""
+            raise AuditorError(f"cannot start Spark ({settings.master}): {text}{hint}") from None
+        _session.sparkContext.setLogLevel("ERROR")
+        return _session
+
+
+def _is_remote(path: str) -> bool:
+    scheme = urlparse(path).scheme
+    return len(scheme) > 1 and scheme != "file"
+
+
+def _local(path: str) -> Path:
+    return Path(urlparse(path).path) if path.startswith("file:") else Path(path)
+
+
+def _digest(path: str) -> tuple[str, str]:
+    """(sha256, what it covers): a file's bytes; a folder's files (relative name and sha256 of each, in order);
+    for a remote URI, the listing (names, sizes, times) as Hadoop reports it, since the bytes are not local."""
+    if _is_remote(path):
+        spark = session()
+        jvm = spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(path)
+        fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        statuses = fs.globStatus(hpath) or []
+        h = hashlib.sha256()
+        for st in sorted(statuses, key=lambda s: s.getPath().toString()):
+            h.update(f"{st.getPath().toString()}\t{st.getLen()}\t{st.getModificationTime()}\n".encode())
+        return h.hexdigest(), "listing"
+    p = _local(path)
+    if p.is_file():
+        return sha256_file(p), "content"
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "_")))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(p).as_posix()}\t{sha256_file(f)}\n".encode())
+    return h.hexdigest(), "content"
+
+
+def _format_of(path: str, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in ("csv", "parquet", "jsonl"):
+            raise InputError(f"unknown format {fmt!r} (csv, parquet or jsonl)", path)
+        return fmt
+    name = path.rstrip("/")
+    if not _is_remote(path) and _local(path).is_dir():
+        exts = {f.suffix.lower() for f in _local(path).rglob("*") if f.is_file() and not f.name.startswith((".", "_"))}
+        known = {SPARK_FORMATS[e] for e in exts if e in SPARK_FORMATS}
+        if len(known) == 1:
+            return known.pop()
+        raise InputError("cannot tell the format of the folder's files: set spark.format in audit.yaml", path)
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name.rsplit("/", 1)[-1] else ""
+    if suffix == ".npz":
+        raise InputError("--engine spark reads tables (CSV, Parquet, JSONL); audit NPZ arrays with --engine pandas", path)
+    if suffix not in SPARK_FORMATS:
+        raise InputError(f"unknown file extension {suffix or '(none)'!r} for Spark (csv, parquet, jsonl; or set "
+                         "spark.format in audit.yaml)", path)
+    return SPARK_FORMATS[suffix]
+
+
+def _one_line(e: BaseException) -> str:
+    text = getattr(e, "getMessage", None)
+    text = text() if callable(text) else str(e)
+    first = " ".join(str(text).split())
+    return first.split(" JVM stacktrace:")[0][:300]
+
+
+def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = False) -> "DataFrame":
+    """The file(s) as a DataFrame with :data:`ROW`, the 0-based row number through the files in path order."""
+    from pyspark.sql import functions as F
+
+    reader = spark.read
+    if fmt == "csv":
+        reader = (reader.format("csv").option("header", True).option("inferSchema", True).option("mode", "FAILFAST")
+                  .option("multiLine", csv_multiline).option("escape", '"'))
+    elif fmt == "jsonl":
+        reader = reader.format("json").option("mode", "FAILFAST")
+    else:
+        reader = reader.format("parquet")
+    raw = reader.load(path)
+    data_cols = list(raw.columns)
+    scanned = raw.select(
+        *[F.col(f"`{c}`") for c in data_cols],
+        F.col("_metadata.file_path").alias(_SPLIT_FILE),
+        F.col("_metadata.file_block_start").alias(_SPLIT_START),
+        F.monotonically_increasing_id().alias(_MONO),
+    )
+    splits = (
+        scanned.groupBy(_SPLIT_FILE, _SPLIT_START)
+        .agg(F.min(_MONO).alias("first"), F.count(F.lit(1)).alias("n"))
+        .collect()
+    )
+    splits.sort(key=lambda r: (r[_SPLIT_FILE], r[_SPLIT_START]))
+    deltas, offset = [], 0
+    for r in splits:
+        deltas.append((r[_SPLIT_FILE], r[_SPLIT_START], offset - r["first"]))
+        offset += r["n"]
+    if not deltas:
+        return scanned.select(*[F.col(f"`{c}`") for c in data_cols], F.lit(0).cast("long").alias(ROW)).limit(0)
+    key = F.concat_ws("\x00", F.col(_SPLIT_FILE), F.col(_SPLIT_START).cast("string"))
+    mapping = F.create_map(*[x for f, s, d in deltas for x in (F.lit(f"{f}\x00{s}"), F.lit(d))])
+    return scanned.select(*[F.col(f"`{c}`") for c in data_cols], (F.col(_MONO) + mapping[key]).alias(ROW))
+
+
+@dataclass
+class SparkDataset:
+    """A table read by Spark: the DataFrame (data columns in file order, then :data:`ROW`) and its facts."""
+
+    name: str
+    path: str
+    sha256: str
+    digest_of: str  # "content" or "listing"
+    format: str
+    label: str | None
+    df: "DataFrame" = field(repr=False)
+    columns: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    n_rows: int = 0
+    _text: list[str] | None = field(default=None, repr=False)
+
+    is_array = False
+    is_spark = True
+
+    @property
+    def has_label(self) -> bool:
+        return self.label is not None
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c for c in self.columns if c != self.label and c not in self.excluded]
+
+    def has_attribute(self, name: str) -> bool:
+        return name in self.columns
+
+    def dtype(self, column: str) -> str:
+        return dict(self.df.dtypes)[column]
+
+    def text_columns(self) -> list[str]:
+        """String feature columns whose values average at least TEXT_MIN_MEAN_LENGTH characters (one pass)."""
+        if self._text is None:
+            from pyspark.sql import functions as F
+
+            from auditor.inputs import TEXT_MIN_MEAN_LENGTH
+
+            strings = [c for c in self.feature_columns if self.dtype(c) == "string"]
+            if not strings:
+                self._text = []
+            else:
+                row = self.df.agg(*[F.avg(F.length(F.col(f"`{c}`"))).alias(c) for c in strings]).first()
+                self._text = [c for c in strings if row[c] is not None and row[c] >= TEXT_MIN_MEAN_LENGTH]
+        return self._text
+
+    def check_model_features(self) -> None:
+        numeric = ("tinyint", "smallint", "int", "bigint", "float", "double", "boolean")
+        bad = [c for c in self.feature_columns
+               if not (self.dtype(c) in numeric or self.dtype(c).startswith("decimal"))]
+        if bad:
+            raise InputError(
+                f"non-numeric feature column(s) {', '.join(map(repr, bad[:5]))} cannot be fed to the model; "
+                "leave them out with --exclude (or the policy's exclude)", self.path)
+
+    def sample(self, rows: int, seed: int) -> "Dataset":
+        """Up to ``rows`` rows drawn reproducibly (the smallest xxhash64 of row number and seed), in file order,
+        as an in-memory Dataset whose ``row_ids`` are the rows' numbers in the file."""
+        import numpy as np
+
+        from auditor.inputs import Dataset
+
+        from pyspark.sql import functions as F
+
+        if rows >= self.n_rows:
+            picked = self.df
+        else:
+            key = F.xxhash64(F.col(ROW), F.lit(int(seed)))
+            picked = self.df.orderBy(key, F.col(ROW)).limit(int(rows))
+        table = picked.orderBy(ROW).toArrow()
+        frame = table.to_pandas()
+        row_ids = frame.pop(ROW).to_numpy(dtype=np.int64)
+        frame.columns = [str(c) for c in frame.columns]
+        return Dataset(
+            name=self.name, path=Path(self.path), sha256=self.sha256, format=self.format, label=self.label,
+            frame=frame.reset_index(drop=True), excluded=self.excluded, row_ids=row_ids,
+            sample_of={"rows": int(len(frame)), "of": self.n_rows, "seed": int(seed),
+                       "method": "smallest xxhash64(row, seed), drawn by Spark"},
+        )
+
+    def describe(self) -> dict:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "rows": self.n_rows,
+            "label": self.label,
+            "features": len(self.feature_columns),
+            "excluded": list(self.excluded),
+            "engine": "spark",
+            "digest": "sha256 of the bytes" if self.digest_of == "content"
+            else "sha256 of the file listing (names, sizes, times): the bytes are remote",
+        }
+
+
+def load_dataset(
+    path: str | Path, name: str, label: str | None = None, exclude: Sequence[str] = (),
+    settings: SparkSettings | None = None,
+) -> SparkDataset:
+    """Read a table with Spark, as strictly as the pandas reader where it can be done without collecting it."""
+    from auditor.inputs import LABEL_CANDIDATES
+
+    settings = settings or SparkSettings()
+    text = str(path)
+    if not _is_remote(text):
+        p = _local(text)
+        if not p.exists() and not any(ch in text for ch in "*?["):
+            raise InputError("file not found", text)
+        if p.is_file() and p.stat().st_size == 0:
+            raise InputError("file is empty", text)
+    fmt = _format_of(text, settings.format)
+    spark = session(settings)
+    try:
+        digest, digest_of = _digest(text)
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", text) from None
+    try:
+        df = read(spark, text, fmt, settings.csv_multiline)
+        n_rows = int(df.count())
+    except Exception as e:  # AnalysisException, Py4JJavaError (malformed records), ...
+        raise InputError(f"Spark cannot read {fmt.upper()}: {_one_line(e)}", text) from None
+    columns = tuple(c for c in df.columns if c != ROW)
+    if not columns:
+        raise InputError("has no columns", text)
+    if n_rows == 0:
+        raise InputError("has no data rows", text)
+    if len(set(columns)) != len(columns):
+        dup = next(c for c in columns if columns.count(c) > 1)
+        raise InputError(f"duplicate column name {dup!r}", text)
+    shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+    if label is not None:
+        if label not in columns:
+            raise InputError(f"label column {label!r} not found (columns: {shown})", text)
+    else:
+        label = next((c for c in LABEL_CANDIDATES if c in columns), None)
+    missing = [c for c in exclude if c not in columns]
+    if missing:
+        raise InputError(f"excluded column {missing[0]!r} not found (columns: {shown})", text)
+    return SparkDataset(name=name, path=text, sha256=digest, digest_of=digest_of, format=fmt, label=label, df=df,
+                        columns=columns, excluded=tuple(exclude), n_rows=n_rows)
+
+
+def collect_rows(df: "DataFrame", column: str = ROW) -> list[int]:
+    """The sorted values of an integer column (flagged row numbers): bounded by what is flagged."""
+    return sorted(int(r[0]) for r in df.select(column).toLocalIterator())
+
+
+__all__ = ["ROW", "SparkDataset", "SparkSettings", "collect_rows", "load_dataset", "read", "session"]
