@@ -64,8 +64,9 @@ def small_splits(spark):
     spark.conf.unset("spark.sql.files.openCostInBytes")
 
 
-def both_engines(ctx_kwargs: dict, check_id: str, policy, train=None, test=None, label=None, exclude=(), seed=0):
-    """Run one check on the pandas engine and on Spark over the same files: (pandas result, spark result)."""
+def both_engines(check_id: str, policy, train=None, test=None, label=None, exclude=(), seed=0, **ctx_kwargs):
+    """Run one check on the pandas engine and on Spark over the same files: (pandas result, spark result).
+    ``policy`` is a loaded Policy (e.g. ``auditor.policy.load(path)``); ``ctx_kwargs`` go to AuditContext."""
     from auditor import spark as spark_mod
     from auditor.engine import AuditContext, run_check
     from auditor.inputs import load_dataset
