@@ -364,11 +364,12 @@ def cmd_checks() -> int:
     from auditor.registry import all_checks
 
     table = Table(title="Registered checks")
-    for col in ("id", "family", "needs", "severity", "controls"):
+    table.add_column("id", no_wrap=True)
+    for col in ("family", "needs", "severity", "on spark", "controls"):
         table.add_column(col, overflow="fold")
     for check in all_checks().values():
         table.add_row(check.id, check.family, ", ".join(check.requires) or "-", check.default_severity,
-                      "\n".join(check.controls))
+                      "whole data" if check.spark_native else "sample", "\n".join(check.controls))
     Console(width=max(120, Console().width)).print(table)
     return EXIT_PASS
 

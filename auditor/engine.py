@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 ENV_PACKAGES = (
     "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "torch", "great-expectations", "cleanlab",
     "pydantic", "adversarial-robustness-toolbox", "torchao", "fairlearn", "reportlab", "pyHanko", "cryptography",
+    "pyspark",
 )
 
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -56,6 +57,10 @@ class SparkSettings(BaseModel):
         False, description="quoted CSV fields may hold newlines (each CSV file is then read by one task)")
     conf: dict[str, str] = Field(default_factory=dict, description="more Spark configuration, e.g. spark.local.dir")
 
+
+# PySpark 4 warns on every import path that it "does not yet fully support pandas >= 3": the engine moves data
+# with Arrow (toArrow) and never through PySpark's pandas conversion, so the warning is noise on stderr
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 _lock = threading.Lock()
 _session: "SparkSession | None" = None
@@ -120,19 +125,44 @@ def _digest(path: str) -> tuple[str, str]:
         jvm = spark.sparkContext._jvm
         hpath = jvm.org.apache.hadoop.fs.Path(path)
         fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        statuses = fs.globStatus(hpath) or []
+        entries = []
+        for st in fs.globStatus(hpath) or []:
+            if st.isDirectory():
+                files = fs.listFiles(st.getPath(), True)
+                while files.hasNext():
+                    f = files.next()
+                    entries.append((f.getPath().toString(), f.getLen(), f.getModificationTime()))
+            else:
+                entries.append((st.getPath().toString(), st.getLen(), st.getModificationTime()))
+        if not entries:
+            raise InputError("no data files found", path)
         h = hashlib.sha256()
-        for st in sorted(statuses, key=lambda s: s.getPath().toString()):
-            h.update(f"{st.getPath().toString()}\t{st.getLen()}\t{st.getModificationTime()}\n".encode())
+        for name, size, mtime in sorted(entries):
+            h.update(f"{name}\t{size}\t{mtime}\n".encode())
         return h.hexdigest(), "listing"
     p = _local(path)
     if p.is_file():
         return sha256_file(p), "content"
-    files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "_")))
+    files = _local_files(path)
+    if not files:
+        raise InputError("no data files found", path)
+    base = Path(os.path.commonpath([f.parent for f in files]))
     h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.relative_to(p).as_posix()}\t{sha256_file(f)}\n".encode())
+    for f in files:  # names relative to the folder, so the digest does not depend on where the data sits
+        h.update(f"{f.relative_to(base).as_posix()}\t{sha256_file(f)}\n".encode())
     return h.hexdigest(), "content"
+
+
+def _local_files(path: str) -> list[Path]:
+    """The data files of a local folder or glob, sorted (hidden and _SUCCESS-style files left out, as Spark does)."""
+    import glob
+
+    p = _local(path)
+    roots = [Path(g) for g in glob.glob(str(p))] if any(ch in str(p) for ch in "*?[") else [p]
+    found = []
+    for root in roots:
+        found += [root] if root.is_file() else [f for f in root.rglob("*") if f.is_file()]
+    return sorted(f for f in found if not f.name.startswith((".", "_")))
 
 
 def _format_of(path: str, fmt: str | None) -> str:
@@ -142,7 +172,7 @@ def _format_of(path: str, fmt: str | None) -> str:
         return fmt
     name = path.rstrip("/")
     if not _is_remote(path) and _local(path).is_dir():
-        exts = {f.suffix.lower() for f in _local(path).rglob("*") if f.is_file() and not f.name.startswith((".", "_"))}
+        exts = {f.suffix.lower() for f in _local_files(path)}
         known = {SPARK_FORMATS[e] for e in exts if e in SPARK_FORMATS}
         if len(known) == 1:
             return known.pop()
@@ -177,6 +207,8 @@ def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = False
         reader = reader.format("parquet")
     raw = reader.load(path)
     data_cols = list(raw.columns)
+    if fmt == "jsonl":  # Spark's JSON schema inference sorts the fields: restore the file's order
+        data_cols = _json_key_order(spark, path, data_cols)
     scanned = raw.select(
         *[F.col(f"`{c}`") for c in data_cols],
         F.col("_metadata.file_path").alias(_SPLIT_FILE),
@@ -198,6 +230,19 @@ def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = False
     key = F.concat_ws("\x00", F.col(_SPLIT_FILE), F.col(_SPLIT_START).cast("string"))
     mapping = F.create_map(*[x for f, s, d in deltas for x in (F.lit(f"{f}\x00{s}"), F.lit(d))])
     return scanned.select(*[F.col(f"`{c}`") for c in data_cols], (F.col(_MONO) + mapping[key]).alias(ROW))
+
+
+def _json_key_order(spark: "SparkSession", path: str, columns: list[str]) -> list[str]:
+    """Columns in the order of the first record's keys (the pandas engine's order), then any others."""
+    import json
+
+    first = spark.read.text(path).filter("trim(value) != ''").first()
+    try:
+        keys = list(json.loads(first[0])) if first is not None else []
+    except (ValueError, TypeError):
+        keys = []
+    ordered = [k for k in keys if k in columns]
+    return ordered + [c for c in columns if c not in ordered]
 
 
 @dataclass

@@ -96,3 +96,13 @@ def headline(check: CheckResult) -> str:
         more = len(check.findings) - 1
         return check.findings[0].message + (f" (+{more} more)" if more else "")
     return ""
+
+
+def sample_note(check: CheckResult) -> str | None:
+    """For a check that audited Spark-drawn samples: what it saw, e.g. 'train 50,000 of 9,000,000 rows'."""
+    if not check.sample:
+        return None
+    parts = [f"{name} {int(s['rows']):,} of {int(s['of']):,} rows" for name, s in check.sample.items()]
+    seeds = {s.get("seed") for s in check.sample.values()}
+    seed = f" (seed {seeds.pop()})" if len(seeds) == 1 else ""
+    return "audited a sample drawn by Spark: " + ", ".join(parts) + seed

@@ -10,7 +10,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from auditor.formats._common import headline
+from auditor.formats._common import headline, sample_note
 from auditor.report import CheckResult, Report
 
 # characters XML 1.0 cannot carry at all
@@ -26,6 +26,8 @@ def _details(check: CheckResult) -> str:
     lines = [f"{check.title} [{check.id}] severity {check.severity}, status {check.status}"]
     if check.reason:
         lines.append(f"reason: {check.reason}")
+    if sample_note(check):
+        lines.append(sample_note(check))
     for f in check.findings:
         line = f"- {f.message}"
         if f.rows:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 from xml.sax.saxutils import escape
 
 from auditor.coverage import ATTESTATION
-from auditor.formats._common import check_info, headline
+from auditor.formats._common import check_info, headline, sample_note
 from auditor.report import CheckResult, Report
 
 STATUS_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "warn": "#9a6700", "error": "#8250df", "skipped": "#6e7781",
@@ -242,6 +242,7 @@ class _Builder:
             ["Signer", signer],
             ["Run id", _esc(run.get("id"))],
             ["Seed", _esc(run.get("seed"))],
+            ["Engine", _esc(run.get("engine", "pandas"))],
             ["Audited", _esc(", ".join(f"{sj.name} ({sj.kind})" for sj in r.subjects if sj.kind != "policy") or "-")],
             ["Auditor", f"{_esc(r.auditor.get('name'))} {_esc(r.auditor.get('version'))}"],
         ]
@@ -336,6 +337,8 @@ class _Builder:
                    f"{c.duration_s:.2f} s. {_esc(info.description)}", "body")]
         if c.reason:
             story.append(self.p(f"<b>Reason:</b> {_esc(c.reason)}"))
+        if sample_note(c):
+            story.append(self.p(f"<b>Sample:</b> {_esc(sample_note(c))}; rows named below are rows of the files."))
         if c.waiver:
             w = c.waiver
             state = "active: this failure does not fail the gate" if w.get("state") == "active" else \

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from auditor.formats._common import SECURITY_SEVERITY, anchor, check_info
+from auditor.formats._common import SECURITY_SEVERITY, anchor, check_info, sample_note
 from auditor.report import CheckResult, Report
 from auditor.severity import rank
 
@@ -89,6 +89,8 @@ def _result(report: Report, check: CheckResult, index: int, message: str, datase
         props["dataset"] = dataset
     if rows:
         props["rowCount"] = len(rows)
+    if check.sample:
+        props["sample"] = sample_note(check)
     return {
         "ruleId": check.id,
         "ruleIndex": index,

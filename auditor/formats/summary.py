@@ -27,7 +27,8 @@ def print_summary(report: Report, console) -> None:
     table.add_column("what it found", overflow="fold")
     for c in report.checks:
         style = STYLE[c.status]
-        table.add_row(c.id, c.severity, f"[{style}]{c.status}[/]", _headline(c))
+        status = f"[{style}]{c.status}[/]" + (" [dim](sample)[/]" if c.sample else "")
+        table.add_row(c.id, c.severity, status, _headline(c))
     console.print(table)
     s = report.summary
     counts = ", ".join(f"{v} {k}" for k, v in s.counts.items() if v)
