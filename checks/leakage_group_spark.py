@@ -84,17 +84,12 @@ def csv_nulls(col: "Column") -> "Column":
     return F.when(col.isin(*CSV_NULLS), F.lit(None)).otherwise(col)
 
 
-def csv_string_types(ds: "SparkDataset", cols: list[str]) -> dict[str, str]:
+def csv_string_aggregates(ds: "SparkDataset", cols: list[str]):
     """What pyarrow makes of each string column of a CSV file (Spark's inferSchema typed it as strings):
     ``"number"`` or ``"boolean"`` when every value other than a null spelling is one (the spellings then are
-    nulls), ``"null"`` when there is no such value, else ``"string"``. One aggregate; {} for other formats."""
-    aggs, classify = csv_string_aggregates(ds, cols)
-    return classify(ds.df.agg(*aggs).first()) if aggs else {}
-
-
-def csv_string_aggregates(ds: "SparkDataset", cols: list[str]):
-    """(aggregate columns, a function of the aggregated row giving :func:`csv_string_types`), for callers
-    that fold them into an aggregate of their own."""
+    nulls), ``"null"`` when there is no such value, else ``"string"``. Returns (aggregate columns, a function
+    of the aggregated row giving {column: type}), for callers to fold into an aggregate of their own; no
+    aggregates for other formats."""
     from pyspark.sql import functions as F
 
     strings = [c for c in cols if ds.format == "csv" and ds.dtype(c) == "string"]
@@ -119,7 +114,7 @@ def csv_string_aggregates(ds: "SparkDataset", cols: list[str]):
 def canonical(name: str, dtype: str, exact_ints: bool, csv_type: str | None = None) -> "Column":
     """The canonical id of column ``name`` of Spark type ``dtype`` (null when missing). ``exact_ints``: an
     integral column without nulls, whose values beyond 2**53 the pandas check keeps exact (tagged as it does);
-    ``csv_type``: what pyarrow would have made of a CSV string column (:func:`csv_string_types`)."""
+    ``csv_type``: what pyarrow would have made of a CSV string column (:func:`csv_string_aggregates`)."""
     from pyspark.sql import functions as F
 
     col = F.col(f"`{name}`")
@@ -144,17 +139,18 @@ def canonical(name: str, dtype: str, exact_ints: bool, csv_type: str | None = No
 
 
 def _keyed(ds: "SparkDataset", cols: list[str]) -> "tuple[DataFrame, list[str]]":
-    """``ds``'s row numbers and canonical ids (columns k0, k1, ...)."""
+    """``ds``'s row numbers and canonical ids (columns k0, k1, ...); what the ids need to know about their
+    columns (nulls in integer columns, CSV strings pyarrow would type otherwise) takes one aggregate."""
     from pyspark.sql import functions as F
 
     from auditor.spark import ROW
 
     integral = [c for c in cols if ds.dtype(c) in INTEGRAL]
-    full = set()
-    if integral:
-        counts = ds.df.agg(*[F.count(F.col(f"`{c}`")).alias(f"c{i}") for i, c in enumerate(integral)]).first()
-        full = {c for i, c in enumerate(integral) if counts[f"c{i}"] == ds.n_rows}
-    as_csv = csv_string_types(ds, cols)
+    counts = [F.count(F.col(f"`{c}`")).alias(f"c{i}") for i, c in enumerate(integral)]
+    csv_aggs, classify = csv_string_aggregates(ds, cols)
+    row = ds.df.agg(*counts, *csv_aggs).first() if counts or csv_aggs else None
+    full = {c for i, c in enumerate(integral) if row[f"c{i}"] == ds.n_rows}
+    as_csv = classify(row) if csv_aggs else {}
     keys = [f"k{i}" for i in range(len(cols))]
     keyed = ds.df.select(F.col(ROW), *[canonical(c, ds.dtype(c), c in full, as_csv.get(c)).alias(k)
                                        for c, k in zip(cols, keys)])

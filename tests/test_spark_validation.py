@@ -16,12 +16,12 @@ pytestmark = pytest.mark.usefixtures("small_splits")
 N_TRAIN, N_TEST = 400, 150
 
 
-def _write(tmp_path, fmt: str, **frames) -> dict:
+def _write(tmp_path, fmt: str, na_rep: str = "", **frames) -> dict:
     paths = {}
     for name, frame in frames.items():
         paths[name] = tmp_path / f"{name}.{fmt}"
         if fmt == "csv":
-            frame.to_csv(paths[name], index=False)
+            frame.to_csv(paths[name], index=False, na_rep=na_rep)
         else:
             frame.to_parquet(paths[name], index=False)
     return paths
@@ -70,10 +70,10 @@ def test_validation_fails_at_the_planted_rows_on_both_engines(tmp_path, fmt, cap
     train.loc[[3, 250, 399], "age"] = [150.0, -1.0, 130.0]  # out of range
     train.loc[[17], "age"] = np.inf  # not finite (a default expectation); pandas writes "inf" to CSV
     train.loc[[7, 301], "code"] = ["zz", "B22"]  # fails the regex and the set
-    train.loc[[11, 44], "score"] = np.nan  # nulls
+    train.loc[[11, 44], "score"] = np.nan  # nulls, written as NA: pyarrow's null, a string for Spark's CSV reader
     test.loc[[5], "code"] = "D4"
     test.loc[[149], "score"] = np.nan
-    paths = _write(tmp_path, fmt, train=train, test=test)
+    paths = _write(tmp_path, fmt, na_rep="NA", train=train, test=test)
     a, b = both_engines("data.validation", _policy(tmp_path, EXPECTATIONS), label="label", **paths)
     _same(a, b)
     assert b.status == "fail"
@@ -196,8 +196,10 @@ def test_temporal_leakage_passes_a_later_test_set_on_both_engines(tmp_path):
     test["seen"] = test["seen"].where(test["seen"] > train["seen"].max(), train["seen"].max() + pd.Timedelta("1D"))
     for frame in (train, test):
         frame["seen"] = frame["seen"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    test.loc[9, "seen"] = "9999-12-31 00:00:00"  # a far-future sentinel is later, not wrapped around to 1816
     paths = _write(tmp_path, "csv", train=train, test=test)
     a, b = both_engines("leakage.temporal", _policy(tmp_path, "  leakage.temporal: {params: {column: seen}}\n"),
                         label="label", **paths)
     _same(a, b)
     assert b.status == "pass" and b.findings == () and b.metrics["kind"] == "datetime"
+    assert b.metrics["test_period"][1] == "9999-12-31T00:00:00"
