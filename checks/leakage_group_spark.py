@@ -9,8 +9,9 @@ as numbers with nulls by pyarrow: those spellings are missing ids here too. Here
 struct ``(kind, number, text, integer)`` (null when missing), so equal canonical ids are equal structs and the
 match is an equi-join instead of the pandas check's 64-bit hashes.
 
-Work: one aggregate per set (distinct ids, rows without one), the first training row of every id (a
-``groupBy``), and its join with the test rows; only the matched test rows come back to the driver.
+Work per set: at most one aggregate about the id columns (nulls in integer columns, CSV strings) and one for
+the counts (distinct ids, rows without one); then the first training row of every id (a ``groupBy``) joined
+with the test rows. Only the matched test rows, with their training row, come back to the driver.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ ASCII_RUNS = r"[\t\n\f\r ]+"
 CSV_NULLS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "N/A", "NA",
              "NULL", "NaN", "n/a", "nan", "null")
 CSV_TRUE, CSV_FALSE = ("1", "True", "TRUE", "true"), ("0", "False", "FALSE", "false")
-
-
 KEY = "struct<kind:tinyint,num:double,text:string,ints:bigint>"
 
 

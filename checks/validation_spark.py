@@ -4,11 +4,14 @@ The suite, the result matching (by each expectation's index tag) and the finding
 (:mod:`auditor.checks.validation`); what differs is how GX is asked, so that the data is never collected:
 
 1. every expectation runs once with ``BOOLEAN_ONLY`` on the table without the row-number column, which
-   lets GX answer all of them from few scans (its aggregate metrics share one ``agg`` per domain) and keeps
-   column-set expectations from seeing :data:`~auditor.spark.ROW`;
+   GX answers from a few aggregate scans (its metrics are bundled into one ``agg`` per domain and level),
+   and which keeps column-set expectations from seeing :data:`~auditor.spark.ROW`;
 2. only the failed ones run again with ``COMPLETE``: row-level (map) expectations on the table with
    :data:`~auditor.spark.ROW` as GX's ``unexpected_index_column_names``, so the failing rows come back
    as file row numbers (GX collects those rows, and only those); the others for their observed value.
+   With ``COMPLETE`` for all, GX would scan twice more per row-level expectation (the first 200 failing
+   values, then the failing rows) even when it passes: with the defaults on a 4-column table of 2M rows,
+   30 Spark jobs instead of 19; with only 3 policy expectations, 2 of them failing, about the same.
 
 GX sees the values the pandas engine sees (:func:`pandas_like`): NaN as null, and CSV columns typed as
 pyarrow types them where Spark's inferSchema differs (``NA`` in a column of numbers, ``inf`` as pandas
