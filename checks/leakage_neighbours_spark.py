@@ -15,8 +15,9 @@ The same definition as the pandas engine (:mod:`auditor.checks.leakage_neighbour
   the same fit (:func:`~auditor.checks.leakage_neighbours.reference_fit`);
 - **search**: the pandas engine's scalable path, E2LSH at the radius ``max(distance guard, threshold)``,
   with the same plan (:func:`~auditor.checks.leakage_neighbours.plan_grid` on the same 20,000-row sample)
-  and the same random projections. Cell keys and the candidate join are Spark SQL; the distance of every
-  candidate pair is computed exactly (float64) and each test row keeps its two nearest candidates;
+  and the same random projections. Each row's cell keys come from the pandas engine's own ``cell_keys``
+  per Arrow batch (a dense matrix product, see ``_cell_key_fn``); the explode, the join on cell keys, the
+  exact float64 distance of every candidate pair and each test row's two nearest are Spark SQL;
 - **verdict**: the same p-values (TwoNN ratio below the guard, Weibull distance law; a second neighbour
   beyond the radius counts as the radius) and Benjamini-Hochberg at ``false_alarm``, both in Spark.
 
@@ -188,13 +189,7 @@ def stage(ds: "SparkDataset", other: "SparkDataset", cols: list[str], cache: "_C
             exact[-1] = f"e{i}"
     frame = ds.df.selectExpr(*parts)
     frame = frame.selectExpr("*", *[f"{numeric_view(f'c{i}')} AS v{i}" for i in range(len(cols))])
-    # many small input splits would make every later stage that many tasks; rows are numbered already, so
-    # merge them (no shuffle) down to about ROWS_PER_PARTITION rows each, never below the cluster's parallelism
-    spark = frame.sparkSession
-    target = max(spark.sparkContext.defaultParallelism, math.ceil(ds.n_rows / ROWS_PER_PARTITION))
-    if frame.rdd.getNumPartitions() > target:
-        frame = frame.coalesce(target)
-    return Staged(cache.keep(frame), exact)
+    return Staged(cache.keep(sized(frame, ds.n_rows)), exact)
 
 
 def exact_flags(train: Staged, test: Staged) -> "DataFrame":
@@ -253,6 +248,14 @@ def ranked(df: "DataFrame", order: list, cache: _Cached) -> "tuple[DataFrame, in
     if not pairs:
         return srt.withColumn(RANK, F.lit(None).cast("long")).drop(_MONO), 0
     return srt.withColumn(RANK, F.col(_MONO) + F.create_map(*pairs)[part]).drop(_MONO), offset
+
+
+def sized(df: "DataFrame", rows: int) -> "DataFrame":
+    """``df`` in about ``rows`` / ROWS_PER_PARTITION partitions (never fewer than the cluster's parallelism),
+    merged without a shuffle: many small input splits or shuffle partitions would make every later stage
+    that many tasks (each Python stage starting workers), while large inputs keep their partitioning."""
+    target = max(df.sparkSession.sparkContext.defaultParallelism, math.ceil(rows / ROWS_PER_PARTITION))
+    return df.coalesce(target)
 
 
 def _lerp(a: float, b: float, t: float) -> float:
@@ -371,10 +374,18 @@ def _two_nearest_fn(Q: "np.ndarray", q_block: "np.ndarray", q_ids: "np.ndarray",
     four recomputed from differences (no cancellation)."""
 
     def fn(batches):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):  # skinny products; Spark runs a worker per core already
+            yield from _batches(batches)
+
+    def _batches(batches):
         import numpy as np
         import pandas as pd
 
         qsq = np.einsum("ij,ij->i", Q, Q)
+        one_block = bool(len(q_block)) and bool(np.all(q_block == q_block[0]))
+        q_pos = {int(t): j for j, t in enumerate(q_ids)}
         for pdf in batches:
             if not len(pdf):
                 continue
@@ -384,7 +395,10 @@ def _two_nearest_fn(Q: "np.ndarray", q_block: "np.ndarray", q_ids: "np.ndarray",
             for s in range(0, len(X), 2048):
                 Xs, bs, ts = X[s:s + 2048], blk[s:s + 2048], ids[s:s + 2048]
                 D = qsq[:, None] + np.einsum("ij,ij->i", Xs, Xs)[None, :] - 2.0 * (Q @ Xs.T)
-                D[(q_block[:, None] != bs[None, :]) | (q_ids[:, None] == ts[None, :])] = np.inf
+                if not (one_block and np.all(bs == q_block[0])):
+                    D[q_block[:, None] != bs[None, :]] = np.inf
+                for j in np.flatnonzero(np.isin(ts, q_ids)):  # a query is not its own neighbour
+                    D[q_pos[int(ts[j])], j] = np.inf
                 k = min(4, Xs.shape[0])
                 top = np.argpartition(D, k - 1, axis=1)[:, :k] if k < Xs.shape[0] else \
                     np.tile(np.arange(Xs.shape[0]), (len(Q), 1))
@@ -478,6 +492,12 @@ def _cell_key_fn(id_col: str, xcols: list[str], tables: list, width: float):
     select per table. numpy does it per Arrow batch, and the keys are the pandas engine's own."""
 
     def fn(batches):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):  # skinny products; Spark runs a worker per core already
+            yield from _batches(batches)
+
+    def _batches(batches):
         import numpy as np
         import pyarrow as pa
 
@@ -489,26 +509,37 @@ def _cell_key_fn(id_col: str, xcols: list[str], tables: list, width: float):
                 continue
             X = np.column_stack([b.column(x).to_numpy(zero_copy_only=False) for x in xcols]).astype(np.float64)
             blk = b.column(BLOCK).to_numpy(zero_copy_only=False).astype(np.int64).view(np.uint64)
-            keys = np.concatenate([nb.cell_keys(X, blk, G, off, width) for G, off in tables])
-            ids = b.column(id_col).to_numpy(zero_copy_only=False).astype(np.int64)
+            keys = np.stack([nb.cell_keys(X, blk, G, off, width) for G, off in tables], axis=1)  # (n, tables)
+            offsets = pa.array((np.arange(n + 1) * len(tables)).astype(np.int32))
             yield pa.RecordBatch.from_arrays(
-                [pa.array(np.tile(ids, len(tables))), pa.array(np.repeat(np.arange(len(tables), dtype=np.int32), n)),
-                 pa.array(keys.view(np.int64))], names=[id_col, "tab", "key"])
+                [b.column(id_col), pa.ListArray.from_arrays(offsets, pa.array(keys.reshape(-1).view(np.int64)))],
+                names=[id_col, "keys"])
 
     return fn
 
 
 def _cell_keys(df: "DataFrame", id_col: str, xcols: list[str], tables: list, width: float) -> "DataFrame":
-    return df.select(id_col, BLOCK, *xcols).mapInArrow(_cell_key_fn(id_col, xcols, tables, width),
-                                                       f"{id_col} long, tab int, key long")
+    """(id, tab, key) rows: a row's keys leave Python as one array (cheaper than a row per table)."""
+    keyed = df.select(id_col, BLOCK, *xcols).mapInArrow(_cell_key_fn(id_col, xcols, tables, width),
+                                                        f"{id_col} long, keys array<bigint>")
+    return keyed.selectExpr(id_col, "posexplode(keys) AS (tab, key)")
 
 
-def grid_search(index: "DataFrame", test: "DataFrame", xcols: list[str], plan_, rng: "np.random.Generator"
-                ) -> "DataFrame":
+#: a coordinate table up to this size is broadcast to the candidate pairs instead of shuffled to them
+BROADCAST_BYTES = 64 << 20
+
+
+def grid_search(index: "DataFrame", n_index: int, test: "DataFrame", n_test: int, xcols: list[str], plan_,
+                rng: "np.random.Generator", cache: _Cached) -> "DataFrame":
     """Per test row with any candidate: (ROW, i1, d1, d2, pairs). Candidates share a cell with the row in
     some table (the same draws as the pandas grid_search); d1 / d2 are the exact distances of the two
-    nearest candidates (ties: lower training row); pairs counts candidate pairs with repeats, as pandas."""
-    from pyspark.sql import Window
+    nearest distinct candidates (ties: lower training row); pairs counts candidate pairs with repeats (a pair
+    in several tables), as pandas does.
+
+    Shuffles are kept few: the smaller side's cell keys and coordinates are broadcast when they fit
+    BROADCAST_BYTES (else joined by shuffle), repeated pairs are not removed first (most pairs meet in one
+    table only), and the two nearest come from two aggregations of min(struct(d, row)), the second
+    excluding the first, which combine within each partition before anything is shuffled."""
     from pyspark.sql import functions as F
 
     from auditor.spark import ROW
@@ -518,18 +549,21 @@ def grid_search(index: "DataFrame", test: "DataFrame", xcols: list[str], plan_, 
               for _ in range(plan_.tables)]
     tk = _cell_keys(index, TID, xcols, tables, plan_.width)
     qk = _cell_keys(test, ROW, xcols, tables, plan_.width)
-    pairs = qk.join(tk, ["tab", "key"]).groupBy(ROW, TID).agg(F.count(F.lit(1)).alias("n"))
+    if n_test * plan_.tables * 24 <= BROADCAST_BYTES:
+        qk = F.broadcast(qk)
     te = test.select(F.col(ROW), F.col(BLOCK).alias("qb"), *[F.col(x).alias(f"q{x}") for x in xcols])
     tr = index.select(F.col(TID), F.col(BLOCK).alias("tb"), *xcols)
-    sq = functools.reduce(lambda a, b: a + b, [(F.col(f"q{x}") - F.col(x)) ** 2 for x in xcols], F.lit(0.0))
-    dist = (pairs.join(te, ROW).join(tr, TID).where(F.col("qb") == F.col("tb"))
-            .select(ROW, TID, "n", F.sqrt(sq).alias("d")))
-    rn = F.row_number().over(Window.partitionBy(ROW).orderBy("d", TID))
-    total = F.sum("n").over(Window.partitionBy(ROW))
-    top = dist.select(ROW, TID, "d", rn.alias("rn"), total.alias("pairs")).where(F.col("rn") <= 2)
-    return top.groupBy(ROW).agg(
-        F.max(F.when(F.col("rn") == 1, F.col(TID))).alias("i1"), F.max(F.when(F.col("rn") == 1, F.col("d"))).alias("d1"),
-        F.max(F.when(F.col("rn") == 2, F.col("d"))).alias("d2"), F.max("pairs").alias("pairs"))
+    small = lambda rows: rows * (d + 2) * 8 <= BROADCAST_BYTES  # noqa: E731
+    te, tr = (F.broadcast(te) if small(n_test) else te), (F.broadcast(tr) if small(n_index) else tr)
+    sq = " + ".join(f"(q{x} - {x}) * (q{x} - {x})" for x in xcols)
+    dist = cache.keep(tk.join(qk, ["tab", "key"]).select(ROW, TID).join(te, ROW).join(tr, TID)
+                      .where(F.col("qb") == F.col("tb")).selectExpr(ROW, TID, f"sqrt({sq}) AS d"))
+    best = F.min(F.struct("d", TID))
+    first = dist.groupBy(ROW).agg(best.alias("b1"), F.count(F.lit(1)).alias("pairs"))
+    first = cache.keep(first.select(ROW, F.col("b1.d").alias("d1"), F.col(f"b1.{TID}").alias("i1"), "pairs"))
+    second = (dist.join(F.broadcast(first.select(ROW, "i1")) if small(n_test) else first.select(ROW, "i1"), ROW)
+              .where(F.col(TID) != F.col("i1")).groupBy(ROW).agg(F.min("d").alias("d2")))
+    return first.join(second, ROW, "left")
 
 
 # ----------------------------------------------------------------------------- p-values and BH
@@ -614,8 +648,10 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     xcols = space.xcols
     distinct = space.train.groupBy(BLOCK, *xcols).agg(F.min(ROW).alias(TID))
     index, n_distinct = ranked(distinct, [TID], cache)
+    index = sized(index, n_distinct)
     n_test, n_train = ctx.test.n_rows, ctx.train.n_rows
-    test = cache.keep(space.test.join(flags, ROW) if flags is not None else space.test.withColumn(EXACT, F.lit(False)))
+    test = space.test.join(flags, ROW) if flags is not None else space.test.withColumn(EXACT, F.lit(False))
+    test = cache.keep(sized(test, n_test))
     ctx.progress.step(f"reference distances on {min(params.reference_rows, n_distinct)} training rows")
     index_ids, queries, plan_rows = draw_samples(index, n_distinct, xcols, rng, params)
     ref = reference(index, n_distinct, space.dims, xcols, index_ids, queries, params.max_ratio)
@@ -637,7 +673,7 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     ctx.progress.step("planning the E2LSH grid")
     plan_ = plan(plan_rows, n_distinct, xcols, radius, rng, params.target_recall)
     ctx.progress.step(f"E2LSH grid search with Spark ({plan_.tables} tables x {plan_.cells_per_table} projections)")
-    found = grid_search(index, test, xcols, plan_, rng)
+    found = grid_search(index, n_distinct, test, n_test, xcols, plan_, rng, cache)
     scored = cache.keep(test.select(ROW, EXACT).join(found, ROW, "left").selectExpr("*", f"{p_value(ref, radius)} AS p"))
     eligible = ~F.col(EXACT)
     candidate = eligible & (F.col("p") <= params.false_alarm)
@@ -722,7 +758,7 @@ def _docs(ds: "SparkDataset", text_cols: list[str], params: "NearParams", seed: 
     for c in text_cols:
         parts += [F.coalesce(_q(c).cast("string"), F.lit("")), F.lit("\n")]
     joined = F.concat(*parts[:-1]).alias("text")
-    return ds.df.select(_q(ROW).alias(ROW), joined).mapInArrow(
+    return sized(ds.df.select(_q(ROW).alias(ROW), joined), ds.n_rows).mapInArrow(
         _shingle_fn(params.shingle, params.num_perm, params.bands, seed),
         f"{ROW} long, size long, sh array<bigint>, bk array<bigint>")
 

@@ -123,3 +123,22 @@ def test_text_near_copies_match_the_pandas_engine(tmp_path):
     assert {t: m[1] for t, m in _matches(sp_r).items()} == dict(zip(rows.tolist(), src.tolist()))
     assert sp_r.metrics == pd_r.metrics and sp_r.metrics["exact_copies_excluded"] == 1
     assert _same(sp_r.findings[0].details["matches"], pd_r.findings[0].details["matches"])
+
+
+def test_canonical_values_agree_with_the_pandas_engine(spark):
+    """The value-level canonical forms that decide exact copies and categorical blocks, on awkward strings."""
+    from auditor.checks import leakage_hashing as lh
+    from auditor.checks.leakage_neighbours_spark import canonical
+
+    texts = [" 1 ", "1.", ".5", "-0", "nan", "-NaN", "", "   ", "a  b", " a\tb ", "1d", "0x10", "inf", "-Infinity",
+             "1e5", "abc", None, "x\u00a0", "\u2003y "]
+    got = [r[0] for r in spark.createDataFrame([(t,) for t in texts], "s string")
+           .selectExpr(f"{canonical('s', 'string')} AS c").collect()]
+    ref = lh.canonical(pd.Series(texts, dtype=object))
+    assert [c["k"] for c in got] == ref.kind.tolist()
+    assert all(c["n"] == n for c, k, n in zip(got, ref.kind, ref.num) if k == 1)
+    assert [c["t"] for c, k in zip(got, ref.kind) if k == 2] == [t for t, k in zip(ref.text, ref.kind) if k == 2]
+    nums = [1.0, -0.0, float("nan"), None, 2.5]
+    got = [r[0] for r in spark.createDataFrame([(v,) for v in nums], "v double")
+           .selectExpr(f"{canonical('v', 'double')} AS c").collect()]
+    assert [(c["k"], c["n"]) for c in got] == [(1, 1.0), (1, 0.0), (0, 0.0), (0, 0.0), (1, 2.5)]
