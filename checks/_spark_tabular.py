@@ -45,8 +45,10 @@ def _java_class(chars: list[int]) -> str:
     return "[" + "".join(parts) + "]"
 
 
+_PY_SPACE = [c for c in range(0x110000) if chr(c).isspace()]
 #: Python's whitespace (str.isspace, re's \s): what pandas strips and folds
-WS = _java_class([c for c in range(0x110000) if chr(c).isspace()])
+WS = _java_class(_PY_SPACE)
+_WS_BUT_SPACE = _java_class([c for c in _PY_SPACE if c != 0x20])
 #: RE2's \s, which pyarrow's replace_substring_regex folds in the value-level canonical form
 RE2_WS = "[\\t\\n\\f\\r ]"
 _NUM = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
@@ -182,32 +184,54 @@ class Profile:
         """(kind, number, text, integer) of each value, equal where ``leakage_hashing.canonical`` is equal:
         kind 0 missing (null, NaN, "", "nan"), 1 number (float64; at float32 precision when ``float32``;
         booleans and numeric-looking text included), 2 text (stripped, spaces folded), 3 instant (UTC
-        microseconds), 4 an integer beyond 2**53 in an integer column without nulls (compared exactly)."""
+        microseconds), 4 an integer beyond 2**53 in an integer column without nulls (compared exactly).
+
+        Inline form; ``canonical_value`` / ``canonical_kind`` / ``canonical_fields`` are its three stages, for
+        projections that compute each stage once per row (text folding is the costly part)."""
+        value = self.canonical_value(name)
+        return self.canonical_fields(name, float32, value, self.canonical_kind(name, value))
+
+    def canonical_value(self, name: str) -> "Column":
+        """Stage 1: the value as compared (float64, folded text, UTC microseconds; a big integer as it is)."""
         from pyspark.sql import functions as F
 
         kind, t = self.kinds[name], self.typed(name)
-        zero_f, empty, zero_i = F.lit(0.0), F.lit(""), F.lit(0).cast("bigint")
         if kind in ("number", "bool"):
-            x = t.cast("double")
-            # an integer column without nulls is compared as integers (pandas holds it as int64), never rounded
-            v = _f32(x) if float32 and name not in self.whole_ints else x
-            missing = x.isNull() | F.isnan(x)
-            if name in self.exact_ints:
-                big = F.abs(t.cast("bigint")) > F.lit(_EXACT_INT)
-                return [F.when(big, 4).otherwise(1), F.when(big, zero_f).otherwise(_fold_zero(v)), empty,
-                        F.when(big, t.cast("bigint")).otherwise(zero_i)]
-            return [F.when(missing, 0).otherwise(1), F.when(missing, zero_f).otherwise(_fold_zero(v)), empty, zero_i]
+            return t if name in self.exact_ints else t.cast("double")
         if kind == "datetime":
-            micros = F.unix_micros(t.cast("timestamp"))
-            return [F.when(micros.isNull(), 0).otherwise(3), zero_f, empty, F.coalesce(micros, zero_i)]
-        text = fold_re2(t)
-        number = text.rlike(PD_NUMBER)
-        raw = text.cast("double")
-        num = _f32(raw) if float32 else raw
-        missing = text.isNull() | (text == "") | text.rlike(NAN_TEXT)
-        k = F.when(missing, 0).when(number, 1).otherwise(2)
-        return [k, F.when(~missing & number, _fold_zero(num)).otherwise(zero_f),
-                F.when(missing | number, empty).otherwise(text), zero_i]
+            return F.unix_micros(t.cast("timestamp"))
+        return fold_re2(t)
+
+    def canonical_kind(self, name: str, value: "Column") -> "Column":
+        """Stage 2: the value's kind (0 missing, 1 number, 2 text, 3 instant, 4 big integer)."""
+        from pyspark.sql import functions as F
+
+        kind = self.kinds[name]
+        if kind in ("number", "bool"):
+            if name in self.exact_ints:
+                return F.when(F.abs(value) > F.lit(_EXACT_INT), 4).otherwise(1)  # no nulls in the column
+            return F.when(value.isNull() | F.isnan(value), 0).otherwise(1)
+        if kind == "datetime":
+            return F.when(value.isNull(), 0).otherwise(3)
+        missing = value.isNull() | (value == "") | value.rlike(NAN_TEXT)
+        return F.when(missing, 0).when(value.rlike(PD_NUMBER), 1).otherwise(2)
+
+    def canonical_fields(self, name: str, float32: bool, value: "Column", kind: "Column") -> "list[Column]":
+        """Stage 3: the four non-null hash fields from the value and its kind."""
+        from pyspark.sql import functions as F
+
+        x = value.cast("double")  # numbers and numeric text (cast only where the kind says number: costly on text)
+        # an integer column without nulls is compared as integers (pandas holds it as int64), never rounded
+        if float32 and name not in self.whole_ints:
+            x = _f32(x)
+        is_text = self.kinds[name] not in ("number", "bool", "datetime")
+        return [
+            kind,
+            F.when(kind == 1, _fold_zero(x)).otherwise(F.lit(0.0)),
+            F.when(kind == 2, value).otherwise(F.lit("")) if is_text else F.lit(""),
+            F.when(kind >= 3, value.cast("bigint")).otherwise(F.lit(0).cast("bigint"))
+            if not is_text else F.lit(0).cast("bigint"),
+        ]
 
     # ------------------------------------------------------------------ labels as label_series text
 
@@ -249,23 +273,29 @@ class Profile:
 
 
 def fold(c: "Column") -> "Column":
-    """Python whitespace runs folded to one space, then stripped (``normalise``)."""
+    """Python whitespace runs folded to one space, then stripped (``normalise``).
+
+    The regular expressions run only on values that need them (a cheap scan finds those), since most
+    values hold single spaces at most and regex replacement dominates the cost of hashing text."""
     from pyspark.sql import functions as F
 
-    return F.regexp_replace(F.regexp_replace(c, WS + "+", " "), "^ | $", "")
+    dirty = c.rlike(f"^{WS}|{WS}$|  |{_WS_BUT_SPACE}")
+    return F.when(dirty, F.regexp_replace(F.regexp_replace(c, WS + "+", " "), "^ | $", "")).otherwise(c)
 
 
 def fold_re2(c: "Column") -> "Column":
     """Stripped of Python whitespace, inner runs of RE2 whitespace folded (the value-level canonical form)."""
     from pyspark.sql import functions as F
 
-    return F.regexp_replace(strip(c), RE2_WS + "+", " ")
+    dirty = c.rlike(f"^{WS}|{WS}$|  |[\\t\\n\\f\\r]")
+    return F.when(dirty, F.regexp_replace(F.regexp_replace(c, f"^{WS}+|{WS}+$", ""), RE2_WS + "+", " ")).otherwise(c)
 
 
 def strip(c: "Column") -> "Column":
+    """Python whitespace stripped from both ends (``label_series``)."""
     from pyspark.sql import functions as F
 
-    return F.regexp_replace(c, f"^{WS}+|{WS}+$", "")
+    return F.when(c.rlike(f"^{WS}|{WS}$"), F.regexp_replace(c, f"^{WS}+|{WS}+$", "")).otherwise(c)
 
 
 def _finite(x: "Column") -> "Column":

@@ -19,7 +19,7 @@ from auditor.checks.leakage import ExactParams, compared_columns, exact_outcome
 from auditor.report import Outcome
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from auditor.engine import AuditContext
 
@@ -43,12 +43,12 @@ def exact_duplicates(ctx: "AuditContext", params: ExactParams) -> Outcome:
     ctx.progress.step("hashing training and test rows; joining on the hash")
     tr = _canonical_rows(p_train, cols, f32, with_label)
     te = _canonical_rows(p_test, cols, f32, with_label)
+    small = test.n_rows <= BROADCAST_TEST_ROWS
     keys = te.select("h").distinct()
-    if test.n_rows <= BROADCAST_TEST_ROWS:
-        keys = F.broadcast(keys)
-    firsts = (tr.join(keys, "h", "left_semi").groupBy("h")
+    firsts = (tr.join(F.broadcast(keys) if small else keys, "h", "left_semi").groupBy("h")
               .agg(F.min(F.struct("row", "v", "y")).alias("first"), F.count(F.lit(1)).alias("copies")))
-    matched = (te.join(firsts, "h").filter(F.col("v") == F.col("first.v"))
+    # at most one row per distinct test hash: broadcast it rather than shuffle the test rows
+    matched = (te.join(F.broadcast(firsts) if small else firsts, "h").filter(F.col("v") == F.col("first.v"))
                .select(F.col("row").alias("test_row"), F.col("first.row").alias("train_row"), "copies",
                        (F.col("y") == F.col("first.y")).alias("same")))
     pairs = sorted((int(r["test_row"]), int(r["train_row"]), int(r["copies"]), bool(r["same"]))
@@ -60,15 +60,27 @@ def exact_duplicates(ctx: "AuditContext", params: ExactParams) -> Outcome:
 
 
 def _canonical_rows(prof: Profile, cols: list[str], f32: set[str], with_label: bool) -> "DataFrame":
-    """(row, h: hash of the canonical fields, v: the fields, y: the label's canonical fields) per row."""
+    """(row, h: hash of the canonical fields, v: the fields, y: the label's canonical fields) per row.
+
+    Three projections, so each value is folded and classified once (Spark keeps a costly expression used
+    several times in its own projection rather than inlining it)."""
     from pyspark.sql import functions as F
 
     from auditor.spark import ROW
 
-    fields = [prof.canonical(c, c in f32) for c in cols]
-    flat = [x for f in fields for x in f]
-    value = F.struct(*[F.struct(*[x.alias(f"k{j}") for j, x in enumerate(f)]).alias(f"c{i}")
-                       for i, f in enumerate(fields)])
-    label = (F.struct(*[x.alias(f"k{j}") for j, x in enumerate(prof.canonical(prof.ds.label, False))])
-             if with_label else F.lit(None).cast("boolean"))
-    return prof.ds.df.select(F.col(ROW).alias("row"), row_hash(flat).alias("h"), value.alias("v"), label.alias("y"))
+    names = list(cols) + ([prof.ds.label] if with_label else [])
+    df = prof.ds.df.select(F.col(ROW).alias("row"), *[prof.canonical_value(c).alias(f"p{i}") for i, c in enumerate(names)])
+    df = df.select("row", *[F.col(f"p{i}") for i in range(len(names))],
+                   *[prof.canonical_kind(c, F.col(f"p{i}")).alias(f"k{i}") for i, c in enumerate(names)])
+    fields = [prof.canonical_fields(c, i < len(cols) and c in f32, F.col(f"p{i}"), F.col(f"k{i}"))
+              for i, c in enumerate(names)]
+    value = F.struct(*[_struct(f).alias(f"c{i}") for i, f in enumerate(fields[:len(cols)])])
+    label = _struct(fields[-1]) if with_label else F.lit(None).cast("boolean")
+    flat = [x for f in fields[:len(cols)] for x in f]
+    return df.select("row", row_hash(flat).alias("h"), value.alias("v"), label.alias("y"))
+
+
+def _struct(fields: "list") -> "Column":
+    from pyspark.sql import functions as F
+
+    return F.struct(*[x.alias(f"f{j}") for j, x in enumerate(fields)])
