@@ -160,9 +160,10 @@ def numeric_view(struct: str) -> str:
 
 
 def compared_columns(train: "SparkDataset", test: "SparkDataset", ignore: list[str]) -> list[str]:
-    """The shared feature columns in training order (leakage.compared_columns without a label or a list)."""
-    test_cols = set(test.columns)
-    return [c for c in train.feature_columns if c in test_cols and c not in set(ignore)]
+    """The shared feature columns in training order, as the pandas engine's near-duplicate check compares them."""
+    from auditor.checks.leakage import compared_columns as shared
+
+    return shared(train, test, False, None, ignore)
 
 
 @dataclass
