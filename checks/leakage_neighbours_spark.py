@@ -6,7 +6,9 @@ The same definition as the pandas engine (:mod:`auditor.checks.leakage_neighbour
 - **exact copies** (canonical values of the shared feature columns equal a training row's) are found by a
   hash join and excluded, as the pandas check does;
 - **space**: numeric columns scaled by the training median and IQR / 1.349 (population std when the IQR is
-  0), computed *exactly* by a distributed sort (numpy's interpolation reproduced); categoricals, numeric
+  0), computed *exactly* as numpy does: approximate percentiles bracket the order statistics needed, one
+  aggregation counts the values below and inside each bracket (a distributed sort when a bracket misses),
+  numpy's interpolation is reproduced operation for operation; categoricals, numeric
   columns constant in training and the pattern of missing numbers form an exact-match block key; training
   rows equal in the space are kept once (the first in the file);
 - **null model**: the same rows as the pandas engine (the same draws of the check's random generator over
@@ -40,7 +42,6 @@ every candidate pair's shingle sets in Spark SQL.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -264,40 +265,100 @@ def _lerp(a: float, b: float, t: float) -> float:
     return b - d * (1 - t) if t >= 0.5 else a + d * t
 
 
-def exact_quartiles(values: "DataFrame", counts: dict[int, int], cache: _Cached) -> dict[int, tuple]:
+_QUARTILES = (0.25, 0.5, 0.75)
+
+
+def _order_ranks(n: int) -> dict[float, tuple[int, int]]:
+    """The 0-based ranks (of n sorted values) np.percentile (q 0.25, 0.75) and np.median (0.5) read."""
+    out = {0.5: ((n - 1) // 2, n // 2)}
+    for q in (0.25, 0.75):
+        lo = math.floor(n * q + (1 - q) - 1)  # numpy's virtual index for the linear method, operation for operation
+        out[q] = (lo, min(lo + 1, n - 1))
+    return out
+
+
+def _quartiles_at(n: int, at) -> tuple[float, float, float]:
+    """(q25, median, q75) from ``at(rank)``, the value of that rank, as numpy computes them."""
+    med = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2.0
+    qs = []
+    for q in (0.25, 0.75):
+        vi = n * q + (1 - q) - 1
+        lo = math.floor(vi)
+        qs.append(_lerp(at(lo), at(min(lo + 1, n - 1)), vi - lo))
+    return qs[0], med, qs[1]
+
+
+#: percentile_approx accuracy of the brackets around each needed order statistic
+QUANTILE_ACCURACY = 10_000
+
+
+def bracket_percentages(n_rows: int) -> list[float]:
+    """Percentages a little below and above each quartile: with a rank error <= 1 / QUANTILE_ACCURACY, the
+    values found there enclose the order statistics the quartile needs (the 4 / n_rows term covers small
+    sets, where one rank is more than the approximation's error)."""
+    delta = 3.0 / QUANTILE_ACCURACY + 4.0 / max(n_rows, 1)
+    return [min(1.0, max(0.0, q + s * delta)) for q in _QUARTILES for s in (-1, 1)]
+
+
+def bracketed_quartiles(frame: "DataFrame", counts: dict[int, int], brackets: dict[int, list[float]]
+                        ) -> dict[int, tuple]:
+    """Exact quartiles of columns ``v{i}`` from approximate brackets, in one aggregation: per bracket, how
+    many values lie below it and how many times each value inside it occurs (a handful of values, or a few
+    distinct ones when values repeat). Columns whose bracket missed a needed rank are left out (the caller
+    sorts those)."""
+    items = []
+    for i, b in brackets.items():
+        v = f"v{i}"
+        for j in range(len(_QUARTILES)):
+            lo, hi = b[2 * j], b[2 * j + 1]
+            w = (f"CASE WHEN {finite(v)} AND {v} < {dlit(lo)} THEN {dlit(-math.inf)} "
+                 f"WHEN {finite(v)} AND {v} <= {dlit(hi)} THEN {v} END")
+            items.append(f"named_struct('b', {3 * i + j}, 'w', {w})")
+    if not items:
+        return {}
+    rows = (frame.selectExpr(f"inline(array({', '.join(items)}))").where("w IS NOT NULL")
+            .groupBy("b", "w").count().collect())
+    below: dict[int, int] = {}
+    inside: dict[int, list] = {}
+    for r in rows:
+        if r["w"] == -math.inf:
+            below[r["b"]] = int(r["count"])
+        else:
+            inside.setdefault(r["b"], []).append((float(r["w"]), int(r["count"])))
+    out = {}
+    for i in brackets:
+        n, found = counts[i], {}
+        for j, q in enumerate(_QUARTILES):
+            start, hist = below.get(3 * i + j, 0), sorted(inside.get(3 * i + j, []))
+            for rank in _order_ranks(n)[q]:
+                cum = start
+                for value, c in hist:
+                    if cum <= rank < cum + c:
+                        found[rank] = value
+                        break
+                    cum += c
+        if all(k in found for ks in _order_ranks(n).values() for k in ks):
+            out[i] = _quartiles_at(n, found.__getitem__)
+    return out
+
+
+def sorted_quartiles(values: "DataFrame", counts: dict[int, int], cache: _Cached) -> dict[int, tuple]:
     """{column index: (q25, median, q75)} of the (``ci``, ``v``) rows, exactly as np.percentile(., [25, 75])
-    and np.median compute them: the needed order statistics are picked by rank after one distributed sort."""
+    and np.median compute them: the needed order statistics are picked by rank after one distributed sort
+    (the fallback when a bracket misses)."""
     from pyspark.sql import functions as F
 
     starts, s = {}, 0
     for ci in sorted(counts):
         starts[ci] = s
         s += counts[ci]
-    need: dict[int, set] = {}
-    for ci, n in counts.items():
-        ks = {(n - 1) // 2, n // 2}
-        for q in (0.25, 0.75):
-            lo = math.floor(n * q + (1 - q) - 1)
-            ks |= {lo, min(lo + 1, n - 1)}
-        need[ci] = ks
-    ranks = sorted(starts[ci] + k for ci, ks in need.items() for k in ks)
+    ranks = sorted({starts[ci] + k for ci, n in counts.items() for ks in _order_ranks(n).values() for k in ks})
     if not ranks:
         return {}
-    spark = values.sparkSession
-    picks = spark.createDataFrame([(int(r),) for r in ranks], f"{RANK} long")
+    picks = values.sparkSession.createDataFrame([(int(r),) for r in ranks], f"{RANK} long")
     got = {int(r[RANK]): float(r["v"]) for r in
            ranked(values, ["ci", "v"], cache)[0].join(F.broadcast(picks), RANK).select(RANK, "v").collect()}
-    out = {}
-    for ci, n in counts.items():
-        at = lambda k: got[starts[ci] + k]  # noqa: E731
-        med = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2.0
-        qs = []
-        for q in (0.25, 0.75):
-            vi = n * q + (1 - q) - 1
-            lo = math.floor(vi)
-            qs.append(_lerp(at(lo), at(min(lo + 1, n - 1)), vi - lo))
-        out[ci] = (qs[0], med, qs[1])
-    return out
+    return {ci: _quartiles_at(n, lambda k, ci=ci: got[starts[ci] + k]) for ci, n in counts.items()}
 
 
 # ----------------------------------------------------------------------------- the space
@@ -331,17 +392,22 @@ def table_space(train: "SparkDataset", test: "SparkDataset", cols: list[str], st
     # a column has a numeric view on a side when none of its values there is text (only strings can be)
     stringy = [i for i, c in enumerate(cols) if train.dtype(c) == "string" or test.dtype(c) == "string"]
     is_text = [f"sum(CAST(c{i}.k = 2 AS BIGINT)) AS t{i}" for i in stringy]
+    pct = ", ".join(dlit(x) for x in bracket_percentages(train.n_rows))
     stats_tr = tr_df.selectExpr(*is_text, *[f"count(CASE WHEN {finite(f'v{i}')} THEN 1 END) AS n{i}" for i in range(len(cols))],
                                 *[f"stddev_pop(CASE WHEN {finite(f'v{i}')} THEN v{i} END) AS s{i}"
-                                  for i in range(len(cols))]).first()
+                                  for i in range(len(cols))],
+                                *[f"percentile_approx(CASE WHEN {finite(f'v{i}')} THEN v{i} END, array({pct}), "
+                                  f"{QUANTILE_ACCURACY}) AS a{i}" for i in range(len(cols))]).first()
     stats_te = te_df.selectExpr(*is_text).first() if stringy else None
     candidates = [i for i in range(len(cols))
                   if (i not in stringy or not (stats_tr[f"t{i}"] or stats_te[f"t{i}"])) and stats_tr[f"n{i}"] > 0]
-    quart = {}
-    if candidates:
+    counts = {i: int(stats_tr[f"n{i}"]) for i in candidates}
+    quart = bracketed_quartiles(tr_df, counts, {i: list(stats_tr[f"a{i}"]) for i in candidates})
+    missed = [i for i in candidates if i not in quart]
+    if missed:
         values = tr_df.selectExpr("inline(array({}))".format(
-            ", ".join(f"named_struct('ci', {i}, 'v', v{i})" for i in candidates))).where(finite("v"))
-        quart = exact_quartiles(values, {i: int(stats_tr[f"n{i}"]) for i in candidates}, cache)
+            ", ".join(f"named_struct('ci', {i}, 'v', v{i})" for i in missed))).where(finite("v"))
+        quart.update(sorted_quartiles(values, {i: counts[i] for i in missed}, cache))
     scales = {}
     for i in candidates:
         q1, med, q3 = quart[i]

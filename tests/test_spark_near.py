@@ -142,3 +142,32 @@ def test_canonical_values_agree_with_the_pandas_engine(spark):
     got = [r[0] for r in spark.createDataFrame([(v,) for v in nums], "v double")
            .selectExpr(f"{canonical('v', 'double')} AS c").collect()]
     assert [(c["k"], c["n"]) for c in got] == [(1, 1.0), (1, 0.0), (0, 0.0), (0, 0.0), (1, 2.5)]
+
+
+def test_exact_quartiles_equal_numpys(spark):
+    """The scale statistics (np.percentile 25 / 75, np.median) exactly, by brackets and by the sort fallback:
+    continuous, heavily tied, tiny and heavy-tailed columns with missing values."""
+    from auditor.checks import leakage_neighbours_spark as L
+
+    rng = np.random.default_rng(23)
+    n = 2000
+    cols = {0: rng.normal(size=n), 1: rng.integers(0, 4, n).astype(float), 2: np.r_[rng.normal(size=6), [np.nan] * (n - 6)],
+            3: np.r_[[5.0], [np.nan] * (n - 1)], 4: np.r_[rng.normal(size=7), [np.inf] * (n - 7)],
+            5: np.where(rng.random(n) < 0.25, np.nan, rng.lognormal(sigma=3, size=n))}
+    frame = spark.createDataFrame(pd.DataFrame({f"v{i}": v for i, v in cols.items()}))
+    finite = {i: v[np.isfinite(v)] for i, v in cols.items()}
+    want = {i: (float(np.percentile(f, 25)), float(np.median(f)), float(np.percentile(f, 75))) for i, f in finite.items()}
+    counts = {i: len(f) for i, f in finite.items()}
+    pct = ", ".join(L.dlit(x) for x in L.bracket_percentages(n))
+    approx = frame.selectExpr(*[f"percentile_approx(CASE WHEN {L.finite(f'v{i}')} THEN v{i} END, array({pct}), "
+                                f"{L.QUANTILE_ACCURACY}) AS a{i}" for i in cols]).first()
+    got = L.bracketed_quartiles(frame, counts, {i: list(approx[f"a{i}"]) for i in cols})
+    assert {0, 1, 5} <= set(got), "the brackets hold the needed ranks of the larger columns"
+    assert all(got[i] == want[i] for i in got)
+    values = frame.selectExpr("inline(array({}))".format(
+        ", ".join(f"named_struct('ci', {i}, 'v', v{i})" for i in cols))).where(L.finite("v"))
+    cache = L._Cached()
+    try:
+        assert L.sorted_quartiles(values, counts, cache) == want
+    finally:
+        cache.release()
