@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
     from auditor.checks.leakage import NearParams
-    from auditor.checks.leakage_neighbours import Reference
+    from auditor.checks.leakage_neighbours import Neighbours, Reference
     from auditor.engine import AuditContext
     from auditor.spark import SparkDataset
 
@@ -435,9 +435,10 @@ def table_space(train: "SparkDataset", test: "SparkDataset", cols: list[str], st
 
 
 def _two_nearest_fn(Q: "np.ndarray", q_block: "np.ndarray", q_ids: "np.ndarray", xcols: list[str]):
-    """A mapInPandas function: for each batch of index rows, every query's two nearest (same block, not
-    itself) by exact float64 distance; rows (q, d, t). Candidates are ranked by |x|^2 - 2 q.x, the best
-    four recomputed from differences (no cancellation)."""
+    """A mapInPandas function: for each batch of index rows, every query's two nearest (same block; not
+    itself, ``q_ids`` being the queries' own index ids, if any) by exact float64 distance; rows (q, d, t).
+    Candidates are ranked by |x|^2 - 2 q.x, the best four recomputed from differences (no cancellation)."""
+    step = max(256, (1 << 22) // max(len(Q), 1))  # index rows per distance matrix: about 32 MB of float64
 
     def fn(batches):
         from threadpoolctl import threadpool_limits
@@ -458,8 +459,8 @@ def _two_nearest_fn(Q: "np.ndarray", q_block: "np.ndarray", q_ids: "np.ndarray",
             X = pdf[xcols].to_numpy(dtype=np.float64) if xcols else np.zeros((len(pdf), 0))
             blk, ids = pdf[BLOCK].to_numpy(), pdf[TID].to_numpy()
             out_q, out_d, out_t = [], [], []
-            for s in range(0, len(X), 2048):
-                Xs, bs, ts = X[s:s + 2048], blk[s:s + 2048], ids[s:s + 2048]
+            for s in range(0, len(X), step):
+                Xs, bs, ts = X[s:s + step], blk[s:s + step], ids[s:s + step]
                 D = qsq[:, None] + np.einsum("ij,ij->i", Xs, Xs)[None, :] - 2.0 * (Q @ Xs.T)
                 if not (one_block and np.all(bs == q_block[0])):
                     D[q_block[:, None] != bs[None, :]] = np.inf
@@ -507,10 +508,32 @@ def draw_samples(index: "DataFrame", n: int, xcols: list[str], rng: "np.random.G
     return index_ids, got.loc[queries], got if plan_ranks is None else got.loc[plan_ranks]
 
 
+def two_nearest(index: "DataFrame", xcols: list[str], queries: "pd.DataFrame", self_ids: "np.ndarray | None"
+                ) -> "Neighbours":
+    """The exact two nearest index rows (same block) of each of a few ``queries`` (BLOCK and coordinates;
+    ``self_ids``: each query's own TID, left out): the queries are broadcast, the index stays distributed,
+    each partition keeps its best two per query and the driver merges those."""
+    import numpy as np
+
+    from auditor.checks import leakage_neighbours as nb
+
+    Q = queries[xcols].to_numpy(dtype=np.float64) if xcols else np.zeros((len(queries), 0))
+    ids = np.asarray(self_ids, dtype=np.int64) if self_ids is not None else np.zeros(0, dtype=np.int64)
+    fn = _two_nearest_fn(Q, queries[BLOCK].to_numpy(), ids, xcols)
+    found = index.select(TID, BLOCK, *xcols).mapInPandas(fn, "q long, d double, t long").toPandas()
+    best = found.sort_values(["q", "d", "t"]).groupby("q", sort=False).head(2)
+    out = nb.Neighbours.empty(len(Q))
+    first = best.groupby("q", sort=False).head(1)
+    second = best[~best.index.isin(first.index)]
+    out.d1[first["q"].to_numpy()], out.i1[first["q"].to_numpy()] = first["d"].to_numpy(), first["t"].to_numpy()
+    out.d2[second["q"].to_numpy()], out.i2[second["q"].to_numpy()] = second["d"].to_numpy(), second["t"].to_numpy()
+    return out
+
+
 def reference(index: "DataFrame", n: int, dims: int, xcols: list[str], index_ids: "np.ndarray",
               queries: "pd.DataFrame", max_ratio: float) -> "Reference | None":
     """The pandas engine's null model from the sampled ``queries``' exact two nearest other rows among the
-    ``index_ids`` rows, found by broadcasting the (<= reference_rows) queries over the distributed index."""
+    ``index_ids`` rows (all n distinct rows, or the pandas engine's subset of them)."""
     import numpy as np
     import pandas as pd
     from pyspark.sql import functions as F
@@ -520,16 +543,8 @@ def reference(index: "DataFrame", n: int, dims: int, xcols: list[str], index_ids
     if len(index_ids) < n:
         keep = index.sparkSession.createDataFrame(pd.DataFrame({RANK: index_ids.astype(np.int64)}))
         index = index.join(F.broadcast(keep), RANK)
-    Q = queries[xcols].to_numpy(dtype=np.float64) if xcols else np.zeros((len(queries), 0))
-    fn = _two_nearest_fn(Q, queries[BLOCK].to_numpy(), queries[TID].to_numpy(), xcols)
-    found = index.select(TID, BLOCK, *xcols).mapInPandas(fn, "q long, d double, t long").toPandas()
-    best = found.sort_values(["q", "d", "t"]).groupby("q", sort=False).head(2)
-    nbs = nb.Neighbours.empty(len(Q))
-    first = best.groupby("q", sort=False).head(1)
-    second = best[~best.index.isin(first.index)]
-    nbs.d1[first["q"].to_numpy()], nbs.i1[first["q"].to_numpy()] = first["d"].to_numpy(), first["t"].to_numpy()
-    nbs.d2[second["q"].to_numpy()], nbs.i2[second["q"].to_numpy()] = second["d"].to_numpy(), second["t"].to_numpy()
-    return nb.reference_fit(nbs, n, dims, len(index_ids), max_ratio)
+    found = two_nearest(index, xcols, queries, queries[TID].to_numpy())
+    return nb.reference_fit(found, n, dims, len(index_ids), max_ratio)
 
 
 # ----------------------------------------------------------------------------- E2LSH search
@@ -636,10 +651,10 @@ def grid_search(index: "DataFrame", n_index: int, test: "DataFrame", n_test: int
 
 
 def p_value(ref: "Reference", radius: float) -> str:
-    """SQL for leakage_neighbours.p_values over (i1, d1, d2), after a fixed-radius search: the TwoNN ratio
-    below the guard, the Weibull distance law, the smaller doubled; a second neighbour beyond the radius
-    (or none found) counts as the radius."""
-    d2 = f"least(coalesce(d2, {_INF}), {dlit(radius)})"
+    """SQL for leakage_neighbours.p_values over (i1, d1, d2, exact2): the TwoNN ratio below the guard, the
+    Weibull distance law, the smaller doubled. After the fixed-radius search a second neighbour beyond the
+    radius (or none found) counts as the radius, unless the row was searched exactly (exact2)."""
+    d2 = f"CASE WHEN exact2 THEN coalesce(d2, {_INF}) ELSE least(coalesce(d2, {_INF}), {dlit(radius)}) END"
     usable = f"(i1 IS NOT NULL AND d1 > 0 AND {finite('d1')})"
     p_local = (f"CASE WHEN {usable} AND d1 <= {dlit(ref.guard)} "
                f"THEN pow({d2} / d1, {dlit(-ref.twonn_dimension)}) ELSE 1.0D END")
@@ -653,18 +668,20 @@ def p_value(ref: "Reference", radius: float) -> str:
 BH_COLLECT_LIMIT = 1_000_000
 
 
-def bh_cutoff(p_values: "DataFrame", count: int, n: int, q: float, cache: _Cached) -> float:
+def bh_cutoff(p_values: "DataFrame", n: int, q: float, cache: _Cached) -> float:
     """leakage_neighbours.bh_cutoff over all ``n`` eligible rows, of which ``p_values`` (column p) holds
-    the ``count`` with p <= q (only they can be rejected: p_(i) <= q i / n <= q)."""
+    those with p <= q (only they can be rejected: p_(i) <= q i / n <= q). Up to BH_COLLECT_LIMIT of them
+    are ranked on the driver (one job), more by a distributed rank."""
     import numpy as np
     from pyspark.sql import functions as F
 
     from auditor.checks import leakage_neighbours as nb
 
-    if not n or not count:
+    if not n:
         return 0.0
-    if count <= BH_COLLECT_LIMIT:
-        return nb.bh_cutoff(np.array([r[0] for r in p_values.collect()], dtype=np.float64), q, n)
+    few = [r[0] for r in p_values.limit(BH_COLLECT_LIMIT + 1).collect()]
+    if len(few) <= BH_COLLECT_LIMIT:
+        return nb.bh_cutoff(np.array(few, dtype=np.float64), q, n)
     r, _ = ranked(p_values, ["p"], cache)
     got = r.where(F.col("p") <= F.lit(float(q)) * (F.col(RANK) + 1) / F.lit(n)).agg(F.max("p")).first()[0]
     return float(got) if got is not None else 0.0
@@ -697,6 +714,26 @@ def run(ctx: "AuditContext", params: "NearParams") -> Outcome:
         return _numeric(ctx, params, space, flags, cache)
     finally:
         cache.release()
+
+
+def _refine(base: "DataFrame", beyond: "Column", index: "DataFrame", xcols: list[str]) -> "DataFrame":
+    """``base`` with the ``beyond`` rows' two nearest replaced by an exact search (exact2 true for them)."""
+    import numpy as np
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from auditor.spark import ROW
+
+    rows = base.where(beyond).select(ROW, BLOCK, *xcols).toPandas()
+    nbs = two_nearest(index, xcols, rows, None)
+    ok = nbs.i1 >= 0
+    exact = pd.DataFrame({ROW: rows[ROW].to_numpy(dtype=np.int64)[ok], "xi1": nbs.i1[ok], "xd1": nbs.d1[ok],
+                          "xd2": nbs.d2[ok]})
+    exact = base.sparkSession.createDataFrame(exact).withColumn("exact2", F.lit(True))
+    return (base.join(F.broadcast(exact), ROW, "left")
+            .withColumn("i1", F.coalesce("xi1", "i1")).withColumn("d1", F.coalesce("xd1", "d1"))
+            .withColumn("d2", F.when(F.col("exact2").isNotNull(), F.col("xd2")).otherwise(F.col("d2")))
+            .withColumn("exact2", F.coalesce("exact2", F.lit(False))))
 
 
 def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags: "DataFrame | None",
@@ -740,15 +777,28 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     plan_ = plan(plan_rows, n_distinct, xcols, radius, rng, params.target_recall)
     ctx.progress.step(f"E2LSH grid search with Spark ({plan_.tables} tables x {plan_.cells_per_table} projections)")
     found = grid_search(index, n_distinct, test, n_test, xcols, plan_, rng, cache)
-    scored = cache.keep(test.select(ROW, EXACT).join(found, ROW, "left").selectExpr("*", f"{p_value(ref, radius)} AS p"))
+    base = cache.keep(test.join(found, ROW, "left"))
     eligible = ~F.col(EXACT)
-    candidate = eligible & (F.col("p") <= params.false_alarm)
-    counts = scored.agg(F.count(F.when(F.col(EXACT), 1)).alias("exact"), F.count(F.when(candidate, 1)).alias("cand"),
-                        F.sum(F.coalesce(F.col("pairs"), F.lit(0))).alias("pairs")).first()
-    n_exact = int(counts["exact"])
+    # the rows whose verdict depends on a second neighbour beyond the radius: the ratio rule applies (d1 <= guard)
+    # but the grid saw no second neighbour inside the radius. Few (near-copies and a handful of others): they are
+    # searched exactly, within the exact-search budget, so their p-values are the exact search's.
+    beyond = (eligible & F.col("i1").isNotNull() & (F.col("d1") > 0) & (F.col("d1") <= F.lit(float(ref.guard)))
+              & (F.col("d2").isNull() | (F.col("d2") >= F.lit(float(radius)))))
+    counts = base.agg(F.count(F.when(F.col(EXACT), 1)).alias("exact"), F.count(F.when(beyond, 1)).alias("beyond"),
+                      F.sum(F.coalesce(F.col("pairs"), F.lit(0))).alias("pairs")).first()
+    n_exact, n_beyond = int(counts["exact"]), int(counts["beyond"])
     n_eligible = n_test - n_exact
+    refined = 0 < n_beyond and n_beyond * n_distinct <= params.exact_pairs
+    if refined:
+        ctx.progress.step(f"exact search for {n_beyond} rows whose second neighbour lies beyond the radius")
+        scored = _refine(base, beyond, index, xcols)
+    else:
+        scored = base.withColumn("exact2", F.lit(False))
+    scored = cache.keep(scored.select(ROW, EXACT, "i1", "d1", "d2", "pairs", "exact2")
+                        .selectExpr("*", f"{p_value(ref, radius)} AS p"))
     ctx.progress.step("Benjamini-Hochberg over the test rows' p-values")
-    cutoff = bh_cutoff(scored.where(candidate).select("p"), int(counts["cand"]), n_eligible, params.false_alarm, cache)
+    cutoff = bh_cutoff(scored.where(eligible & (F.col("p") <= params.false_alarm)).select("p"), n_eligible,
+                       params.false_alarm, cache)
     near = eligible & (F.col("p") <= F.lit(cutoff)) if cutoff > 0 else F.lit(False)
     if params.threshold is not None:
         near = near | (eligible & F.col("i1").isNotNull() & (F.col("d1") > 0) & (F.col("d1") <= params.threshold))
@@ -757,11 +807,13 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     # one pass: how close the rows not flagged came, and the flagged rows themselves (bounded by what is flagged)
     agg = scored.agg(F.min(F.when(unflagged, F.col("p"))).alias("min_p"),
                      F.min(F.when(unflagged, F.col("d1"))).alias("min_d"),
-                     F.collect_list(F.when(F.col("near"), F.struct(ROW, "i1", "d1", "d2", "p"))).alias("hits")).first()
+                     F.collect_list(F.when(F.col("near"), F.struct(ROW, "i1", "d1", "d2", "exact2", "p"))).alias("hits")
+                     ).first()
     metrics["exact_copies_excluded"] = n_exact
     metrics.update({"search": "e2lsh", "pairs_compared": int(counts["pairs"] or 0), "lsh_tables": plan_.tables,
                     "lsh_projections_per_table": plan_.cells_per_table, "lsh_cell_width": plan_.width,
-                    "lsh_recall_at_radius": round(plan_.pair_recall, 6)})
+                    "lsh_recall_at_radius": round(plan_.pair_recall, 6),
+                    "rows_second_neighbour_beyond_radius": n_beyond, "rows_searched_exactly": n_beyond if refined else 0})
     metrics.update(nb.equivalent_thresholds(ref, cutoff or params.false_alarm / max(n_eligible, 1)))
     if agg["min_p"] is not None:
         metrics["unflagged_min_p_value"] = float(agg["min_p"])
@@ -773,7 +825,8 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     findings = []
     if hits:
         def ratio(h) -> float | None:
-            r = min(h["d2"] if h["d2"] is not None else float("inf"), radius) / h["d1"] if h["d1"] else float("inf")
+            d2 = h["d2"] if h["d2"] is not None else float("inf")
+            r = (d2 if h["exact2"] else min(d2, radius)) / h["d1"] if h["d1"] else float("inf")
             return round(float(r), 3) if np.isfinite(r) else None
 
         findings.append(Finding(
