@@ -179,7 +179,9 @@ class NearParams(Params):
     max_reference_index: int = Field(200_000, ge=1000, description="distinct training rows searched for the reference; more are subsampled and rescaled")
     exact_pairs: float = Field(
         2e9, ge=0, description="above this many same-block test x train pairs, spaces wider than 12 dimensions are "
-                               "searched with E2LSH (narrower ones always exactly, with KD-trees)")
+                               "searched with E2LSH (narrower ones always exactly, with KD-trees); on Spark, always "
+                               "E2LSH, and this budget bounds the exact search of the rows whose second neighbour "
+                               "lies beyond the E2LSH radius")
     target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the search radius (the distance guard)")
     ignore: list[str] = Field(default_factory=list, description="feature columns to leave out")
     text_jaccard: float = Field(0.7, gt=0, le=1, description="text: Jaccard similarity of word shingle sets that makes a near-copy")

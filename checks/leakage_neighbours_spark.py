@@ -6,7 +6,9 @@ The same definition as the pandas engine (:mod:`auditor.checks.leakage_neighbour
 - **exact copies** (canonical values of the shared feature columns equal a training row's) are found by a
   hash join and excluded, as the pandas check does;
 - **space**: numeric columns scaled by the training median and IQR / 1.349 (population std when the IQR is
-  0), computed *exactly* by a distributed sort (numpy's interpolation reproduced); categoricals, numeric
+  0), computed *exactly* as numpy does: approximate percentiles bracket the order statistics needed, one
+  aggregation counts the values below and inside each bracket (a distributed sort when a bracket misses),
+  numpy's interpolation is reproduced operation for operation; categoricals, numeric
   columns constant in training and the pattern of missing numbers form an exact-match block key; training
   rows equal in the space are kept once (the first in the file);
 - **null model**: the same rows as the pandas engine (the same draws of the check's random generator over
@@ -18,19 +20,27 @@ The same definition as the pandas engine (:mod:`auditor.checks.leakage_neighbour
   and the same random projections. Each row's cell keys come from the pandas engine's own ``cell_keys``
   per Arrow batch (a dense matrix product, see ``_cell_key_fn``); the explode, the join on cell keys, the
   exact float64 distance of every candidate pair and each test row's two nearest are Spark SQL;
-- **verdict**: the same p-values (TwoNN ratio below the guard, Weibull distance law; a second neighbour
-  beyond the radius counts as the radius) and Benjamini-Hochberg at ``false_alarm``, both in Spark.
+- **rows beyond the radius**: a row whose ratio rule applies (nearest within the distance guard) but whose
+  second neighbour the grid did not see inside the radius would get the radius as its second distance (the
+  pandas E2LSH rule, which under-states the ratio of exactly the near-copies). Those rows are few (the
+  near-copies and a handful of others), so they are searched exactly (the broadcast brute force again)
+  within the ``exact_pairs`` budget; their p-values are then the exact search's. With budget 0 the pandas
+  E2LSH rule is kept, and the result equals the pandas engine's E2LSH path;
+- **verdict**: the same p-values (TwoNN ratio below the guard, Weibull distance law) and Benjamini-Hochberg
+  at ``false_alarm``, both in Spark.
 
 LSH parameters, and why (they are the pandas engine's, see ``plan_grid``): cells are ``4 x radius`` wide,
 so one Gaussian projection keeps a pair exactly at the radius in one cell with probability
 ``q = 1 - sqrt(2 / pi) / 4 = 0.80``; a table ANDs ``p`` projections, ``p`` the fewest that keep a row's
 expected same-cell training rows <= 4 (measured on the sample, so the join stays ~linear); tables are ORed,
 ``L = ceil(log(1 - target_recall) / log(1 - q ** p))`` of them (<= 64), so a pair exactly at the radius is
-found with probability >= ``target_recall`` (0.99). A near-copy lies far inside the radius (its distance
-is a small fraction of it) and collides in almost every table. The p-value of a row only depends on
-neighbours within the radius, except that rows with no candidate get p = 1 (the pandas E2LSH path does the
-same; the exact path would give a row just beyond the guard a Weibull p-value, which can pass only when a
-large share of the test set is flagged).
+found with probability >= ``target_recall`` (0.99). The radius is the distance guard (half the lower
+quartile of training nearest-neighbour distances), or the fixed ``threshold`` when larger. A near-copy lies
+well inside it and collides in almost every table (at half the radius: >= 0.9999 with 9 projections x 32
+tables, the 200k-row benchmark's plan). Compared with the pandas exact search, what remains approximate:
+a row whose nearest training row the grid misses entirely gets p = 1 (probability <= 1 - target_recall at
+the radius, far less nearer), and a row farther than the radius from every training row is never scored by
+the Weibull rule (it could pass only when a large share of the test set is flagged).
 
 Text columns: the pandas engine's word shingles and MinHash signatures (computed by the same functions,
 per Arrow batch: tokenisation needs NFKC normalisation and the same token regex, which Spark SQL lacks),
@@ -40,7 +50,6 @@ every candidate pair's shingle sets in Spark SQL.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -53,7 +62,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
     from auditor.checks.leakage import NearParams
-    from auditor.checks.leakage_neighbours import Reference
+    from auditor.checks.leakage_neighbours import Neighbours, Reference
     from auditor.engine import AuditContext
     from auditor.spark import SparkDataset
 
@@ -265,40 +274,100 @@ def _lerp(a: float, b: float, t: float) -> float:
     return b - d * (1 - t) if t >= 0.5 else a + d * t
 
 
-def exact_quartiles(values: "DataFrame", counts: dict[int, int], cache: _Cached) -> dict[int, tuple]:
+_QUARTILES = (0.25, 0.5, 0.75)
+
+
+def _order_ranks(n: int) -> dict[float, tuple[int, int]]:
+    """The 0-based ranks (of n sorted values) np.percentile (q 0.25, 0.75) and np.median (0.5) read."""
+    out = {0.5: ((n - 1) // 2, n // 2)}
+    for q in (0.25, 0.75):
+        lo = math.floor(n * q + (1 - q) - 1)  # numpy's virtual index for the linear method, operation for operation
+        out[q] = (lo, min(lo + 1, n - 1))
+    return out
+
+
+def _quartiles_at(n: int, at) -> tuple[float, float, float]:
+    """(q25, median, q75) from ``at(rank)``, the value of that rank, as numpy computes them."""
+    med = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2.0
+    qs = []
+    for q in (0.25, 0.75):
+        vi = n * q + (1 - q) - 1
+        lo = math.floor(vi)
+        qs.append(_lerp(at(lo), at(min(lo + 1, n - 1)), vi - lo))
+    return qs[0], med, qs[1]
+
+
+#: percentile_approx accuracy of the brackets around each needed order statistic
+QUANTILE_ACCURACY = 10_000
+
+
+def bracket_percentages(n_rows: int) -> list[float]:
+    """Percentages a little below and above each quartile: with a rank error <= 1 / QUANTILE_ACCURACY, the
+    values found there enclose the order statistics the quartile needs (the 4 / n_rows term covers small
+    sets, where one rank is more than the approximation's error)."""
+    delta = 3.0 / QUANTILE_ACCURACY + 4.0 / max(n_rows, 1)
+    return [min(1.0, max(0.0, q + s * delta)) for q in _QUARTILES for s in (-1, 1)]
+
+
+def bracketed_quartiles(frame: "DataFrame", counts: dict[int, int], brackets: dict[int, list[float]]
+                        ) -> dict[int, tuple]:
+    """Exact quartiles of columns ``v{i}`` from approximate brackets, in one aggregation: per bracket, how
+    many values lie below it and how many times each value inside it occurs (a handful of values, or a few
+    distinct ones when values repeat). Columns whose bracket missed a needed rank are left out (the caller
+    sorts those)."""
+    items = []
+    for i, b in brackets.items():
+        v = f"v{i}"
+        for j in range(len(_QUARTILES)):
+            lo, hi = b[2 * j], b[2 * j + 1]
+            w = (f"CASE WHEN {finite(v)} AND {v} < {dlit(lo)} THEN {dlit(-math.inf)} "
+                 f"WHEN {finite(v)} AND {v} <= {dlit(hi)} THEN {v} END")
+            items.append(f"named_struct('b', {3 * i + j}, 'w', {w})")
+    if not items:
+        return {}
+    rows = (frame.selectExpr(f"inline(array({', '.join(items)}))").where("w IS NOT NULL")
+            .groupBy("b", "w").count().collect())
+    below: dict[int, int] = {}
+    inside: dict[int, list] = {}
+    for r in rows:
+        if r["w"] == -math.inf:
+            below[r["b"]] = int(r["count"])
+        else:
+            inside.setdefault(r["b"], []).append((float(r["w"]), int(r["count"])))
+    out = {}
+    for i in brackets:
+        n, found = counts[i], {}
+        for j, q in enumerate(_QUARTILES):
+            start, hist = below.get(3 * i + j, 0), sorted(inside.get(3 * i + j, []))
+            for rank in _order_ranks(n)[q]:
+                cum = start
+                for value, c in hist:
+                    if cum <= rank < cum + c:
+                        found[rank] = value
+                        break
+                    cum += c
+        if all(k in found for ks in _order_ranks(n).values() for k in ks):
+            out[i] = _quartiles_at(n, found.__getitem__)
+    return out
+
+
+def sorted_quartiles(values: "DataFrame", counts: dict[int, int], cache: _Cached) -> dict[int, tuple]:
     """{column index: (q25, median, q75)} of the (``ci``, ``v``) rows, exactly as np.percentile(., [25, 75])
-    and np.median compute them: the needed order statistics are picked by rank after one distributed sort."""
+    and np.median compute them: the needed order statistics are picked by rank after one distributed sort
+    (the fallback when a bracket misses)."""
     from pyspark.sql import functions as F
 
     starts, s = {}, 0
     for ci in sorted(counts):
         starts[ci] = s
         s += counts[ci]
-    need: dict[int, set] = {}
-    for ci, n in counts.items():
-        ks = {(n - 1) // 2, n // 2}
-        for q in (0.25, 0.75):
-            lo = math.floor(n * q + (1 - q) - 1)
-            ks |= {lo, min(lo + 1, n - 1)}
-        need[ci] = ks
-    ranks = sorted(starts[ci] + k for ci, ks in need.items() for k in ks)
+    ranks = sorted({starts[ci] + k for ci, n in counts.items() for ks in _order_ranks(n).values() for k in ks})
     if not ranks:
         return {}
-    spark = values.sparkSession
-    picks = spark.createDataFrame([(int(r),) for r in ranks], f"{RANK} long")
+    picks = values.sparkSession.createDataFrame([(int(r),) for r in ranks], f"{RANK} long")
     got = {int(r[RANK]): float(r["v"]) for r in
            ranked(values, ["ci", "v"], cache)[0].join(F.broadcast(picks), RANK).select(RANK, "v").collect()}
-    out = {}
-    for ci, n in counts.items():
-        at = lambda k: got[starts[ci] + k]  # noqa: E731
-        med = at(n // 2) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2.0
-        qs = []
-        for q in (0.25, 0.75):
-            vi = n * q + (1 - q) - 1
-            lo = math.floor(vi)
-            qs.append(_lerp(at(lo), at(min(lo + 1, n - 1)), vi - lo))
-        out[ci] = (qs[0], med, qs[1])
-    return out
+    return {ci: _quartiles_at(n, lambda k, ci=ci: got[starts[ci] + k]) for ci, n in counts.items()}
 
 
 # ----------------------------------------------------------------------------- the space
@@ -332,17 +401,22 @@ def table_space(train: "SparkDataset", test: "SparkDataset", cols: list[str], st
     # a column has a numeric view on a side when none of its values there is text (only strings can be)
     stringy = [i for i, c in enumerate(cols) if train.dtype(c) == "string" or test.dtype(c) == "string"]
     is_text = [f"sum(CAST(c{i}.k = 2 AS BIGINT)) AS t{i}" for i in stringy]
+    pct = ", ".join(dlit(x) for x in bracket_percentages(train.n_rows))
     stats_tr = tr_df.selectExpr(*is_text, *[f"count(CASE WHEN {finite(f'v{i}')} THEN 1 END) AS n{i}" for i in range(len(cols))],
                                 *[f"stddev_pop(CASE WHEN {finite(f'v{i}')} THEN v{i} END) AS s{i}"
-                                  for i in range(len(cols))]).first()
+                                  for i in range(len(cols))],
+                                *[f"percentile_approx(CASE WHEN {finite(f'v{i}')} THEN v{i} END, array({pct}), "
+                                  f"{QUANTILE_ACCURACY}) AS a{i}" for i in range(len(cols))]).first()
     stats_te = te_df.selectExpr(*is_text).first() if stringy else None
     candidates = [i for i in range(len(cols))
                   if (i not in stringy or not (stats_tr[f"t{i}"] or stats_te[f"t{i}"])) and stats_tr[f"n{i}"] > 0]
-    quart = {}
-    if candidates:
+    counts = {i: int(stats_tr[f"n{i}"]) for i in candidates}
+    quart = bracketed_quartiles(tr_df, counts, {i: list(stats_tr[f"a{i}"]) for i in candidates})
+    missed = [i for i in candidates if i not in quart]
+    if missed:
         values = tr_df.selectExpr("inline(array({}))".format(
-            ", ".join(f"named_struct('ci', {i}, 'v', v{i})" for i in candidates))).where(finite("v"))
-        quart = exact_quartiles(values, {i: int(stats_tr[f"n{i}"]) for i in candidates}, cache)
+            ", ".join(f"named_struct('ci', {i}, 'v', v{i})" for i in missed))).where(finite("v"))
+        quart.update(sorted_quartiles(values, {i: counts[i] for i in missed}, cache))
     scales = {}
     for i in candidates:
         q1, med, q3 = quart[i]
@@ -370,9 +444,10 @@ def table_space(train: "SparkDataset", test: "SparkDataset", cols: list[str], st
 
 
 def _two_nearest_fn(Q: "np.ndarray", q_block: "np.ndarray", q_ids: "np.ndarray", xcols: list[str]):
-    """A mapInPandas function: for each batch of index rows, every query's two nearest (same block, not
-    itself) by exact float64 distance; rows (q, d, t). Candidates are ranked by |x|^2 - 2 q.x, the best
-    four recomputed from differences (no cancellation)."""
+    """A mapInPandas function: for each batch of index rows, every query's two nearest (same block; not
+    itself, ``q_ids`` being the queries' own index ids, if any) by exact float64 distance; rows (q, d, t).
+    Candidates are ranked by |x|^2 - 2 q.x, the best four recomputed from differences (no cancellation)."""
+    step = max(256, (1 << 22) // max(len(Q), 1))  # index rows per distance matrix: about 32 MB of float64
 
     def fn(batches):
         from threadpoolctl import threadpool_limits
@@ -393,8 +468,8 @@ def _two_nearest_fn(Q: "np.ndarray", q_block: "np.ndarray", q_ids: "np.ndarray",
             X = pdf[xcols].to_numpy(dtype=np.float64) if xcols else np.zeros((len(pdf), 0))
             blk, ids = pdf[BLOCK].to_numpy(), pdf[TID].to_numpy()
             out_q, out_d, out_t = [], [], []
-            for s in range(0, len(X), 2048):
-                Xs, bs, ts = X[s:s + 2048], blk[s:s + 2048], ids[s:s + 2048]
+            for s in range(0, len(X), step):
+                Xs, bs, ts = X[s:s + step], blk[s:s + step], ids[s:s + step]
                 D = qsq[:, None] + np.einsum("ij,ij->i", Xs, Xs)[None, :] - 2.0 * (Q @ Xs.T)
                 if not (one_block and np.all(bs == q_block[0])):
                     D[q_block[:, None] != bs[None, :]] = np.inf
@@ -442,10 +517,32 @@ def draw_samples(index: "DataFrame", n: int, xcols: list[str], rng: "np.random.G
     return index_ids, got.loc[queries], got if plan_ranks is None else got.loc[plan_ranks]
 
 
+def two_nearest(index: "DataFrame", xcols: list[str], queries: "pd.DataFrame", self_ids: "np.ndarray | None"
+                ) -> "Neighbours":
+    """The exact two nearest index rows (same block) of each of a few ``queries`` (BLOCK and coordinates;
+    ``self_ids``: each query's own TID, left out): the queries are broadcast, the index stays distributed,
+    each partition keeps its best two per query and the driver merges those."""
+    import numpy as np
+
+    from auditor.checks import leakage_neighbours as nb
+
+    Q = queries[xcols].to_numpy(dtype=np.float64) if xcols else np.zeros((len(queries), 0))
+    ids = np.asarray(self_ids, dtype=np.int64) if self_ids is not None else np.zeros(0, dtype=np.int64)
+    fn = _two_nearest_fn(Q, queries[BLOCK].to_numpy(), ids, xcols)
+    found = index.select(TID, BLOCK, *xcols).mapInPandas(fn, "q long, d double, t long").toPandas()
+    best = found.sort_values(["q", "d", "t"]).groupby("q", sort=False).head(2)
+    out = nb.Neighbours.empty(len(Q))
+    first = best.groupby("q", sort=False).head(1)
+    second = best[~best.index.isin(first.index)]
+    out.d1[first["q"].to_numpy()], out.i1[first["q"].to_numpy()] = first["d"].to_numpy(), first["t"].to_numpy()
+    out.d2[second["q"].to_numpy()], out.i2[second["q"].to_numpy()] = second["d"].to_numpy(), second["t"].to_numpy()
+    return out
+
+
 def reference(index: "DataFrame", n: int, dims: int, xcols: list[str], index_ids: "np.ndarray",
               queries: "pd.DataFrame", max_ratio: float) -> "Reference | None":
     """The pandas engine's null model from the sampled ``queries``' exact two nearest other rows among the
-    ``index_ids`` rows, found by broadcasting the (<= reference_rows) queries over the distributed index."""
+    ``index_ids`` rows (all n distinct rows, or the pandas engine's subset of them)."""
     import numpy as np
     import pandas as pd
     from pyspark.sql import functions as F
@@ -455,16 +552,8 @@ def reference(index: "DataFrame", n: int, dims: int, xcols: list[str], index_ids
     if len(index_ids) < n:
         keep = index.sparkSession.createDataFrame(pd.DataFrame({RANK: index_ids.astype(np.int64)}))
         index = index.join(F.broadcast(keep), RANK)
-    Q = queries[xcols].to_numpy(dtype=np.float64) if xcols else np.zeros((len(queries), 0))
-    fn = _two_nearest_fn(Q, queries[BLOCK].to_numpy(), queries[TID].to_numpy(), xcols)
-    found = index.select(TID, BLOCK, *xcols).mapInPandas(fn, "q long, d double, t long").toPandas()
-    best = found.sort_values(["q", "d", "t"]).groupby("q", sort=False).head(2)
-    nbs = nb.Neighbours.empty(len(Q))
-    first = best.groupby("q", sort=False).head(1)
-    second = best[~best.index.isin(first.index)]
-    nbs.d1[first["q"].to_numpy()], nbs.i1[first["q"].to_numpy()] = first["d"].to_numpy(), first["t"].to_numpy()
-    nbs.d2[second["q"].to_numpy()], nbs.i2[second["q"].to_numpy()] = second["d"].to_numpy(), second["t"].to_numpy()
-    return nb.reference_fit(nbs, n, dims, len(index_ids), max_ratio)
+    found = two_nearest(index, xcols, queries, queries[TID].to_numpy())
+    return nb.reference_fit(found, n, dims, len(index_ids), max_ratio)
 
 
 # ----------------------------------------------------------------------------- E2LSH search
@@ -571,10 +660,10 @@ def grid_search(index: "DataFrame", n_index: int, test: "DataFrame", n_test: int
 
 
 def p_value(ref: "Reference", radius: float) -> str:
-    """SQL for leakage_neighbours.p_values over (i1, d1, d2), after a fixed-radius search: the TwoNN ratio
-    below the guard, the Weibull distance law, the smaller doubled; a second neighbour beyond the radius
-    (or none found) counts as the radius."""
-    d2 = f"least(coalesce(d2, {_INF}), {dlit(radius)})"
+    """SQL for leakage_neighbours.p_values over (i1, d1, d2, exact2): the TwoNN ratio below the guard, the
+    Weibull distance law, the smaller doubled. After the fixed-radius search a second neighbour beyond the
+    radius (or none found) counts as the radius, unless the row was searched exactly (exact2)."""
+    d2 = f"CASE WHEN exact2 THEN coalesce(d2, {_INF}) ELSE least(coalesce(d2, {_INF}), {dlit(radius)}) END"
     usable = f"(i1 IS NOT NULL AND d1 > 0 AND {finite('d1')})"
     p_local = (f"CASE WHEN {usable} AND d1 <= {dlit(ref.guard)} "
                f"THEN pow({d2} / d1, {dlit(-ref.twonn_dimension)}) ELSE 1.0D END")
@@ -588,18 +677,20 @@ def p_value(ref: "Reference", radius: float) -> str:
 BH_COLLECT_LIMIT = 1_000_000
 
 
-def bh_cutoff(p_values: "DataFrame", count: int, n: int, q: float, cache: _Cached) -> float:
+def bh_cutoff(p_values: "DataFrame", n: int, q: float, cache: _Cached) -> float:
     """leakage_neighbours.bh_cutoff over all ``n`` eligible rows, of which ``p_values`` (column p) holds
-    the ``count`` with p <= q (only they can be rejected: p_(i) <= q i / n <= q)."""
+    those with p <= q (only they can be rejected: p_(i) <= q i / n <= q). Up to BH_COLLECT_LIMIT of them
+    are ranked on the driver (one job), more by a distributed rank."""
     import numpy as np
     from pyspark.sql import functions as F
 
     from auditor.checks import leakage_neighbours as nb
 
-    if not n or not count:
+    if not n:
         return 0.0
-    if count <= BH_COLLECT_LIMIT:
-        return nb.bh_cutoff(np.array([r[0] for r in p_values.collect()], dtype=np.float64), q, n)
+    few = [r[0] for r in p_values.limit(BH_COLLECT_LIMIT + 1).collect()]
+    if len(few) <= BH_COLLECT_LIMIT:
+        return nb.bh_cutoff(np.array(few, dtype=np.float64), q, n)
     r, _ = ranked(p_values, ["p"], cache)
     got = r.where(F.col("p") <= F.lit(float(q)) * (F.col(RANK) + 1) / F.lit(n)).agg(F.max("p")).first()[0]
     return float(got) if got is not None else 0.0
@@ -632,6 +723,26 @@ def run(ctx: "AuditContext", params: "NearParams") -> Outcome:
         return _numeric(ctx, params, space, flags, cache)
     finally:
         cache.release()
+
+
+def _refine(base: "DataFrame", beyond: "Column", index: "DataFrame", xcols: list[str]) -> "DataFrame":
+    """``base`` with the ``beyond`` rows' two nearest replaced by an exact search (exact2 true for them)."""
+    import numpy as np
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from auditor.spark import ROW
+
+    rows = base.where(beyond).select(ROW, BLOCK, *xcols).toPandas()
+    nbs = two_nearest(index, xcols, rows, None)
+    ok = nbs.i1 >= 0
+    exact = pd.DataFrame({ROW: rows[ROW].to_numpy(dtype=np.int64)[ok], "xi1": nbs.i1[ok], "xd1": nbs.d1[ok],
+                          "xd2": nbs.d2[ok]})
+    exact = base.sparkSession.createDataFrame(exact).withColumn("exact2", F.lit(True))
+    return (base.join(F.broadcast(exact), ROW, "left")
+            .withColumn("i1", F.coalesce("xi1", "i1")).withColumn("d1", F.coalesce("xd1", "d1"))
+            .withColumn("d2", F.when(F.col("exact2").isNotNull(), F.col("xd2")).otherwise(F.col("d2")))
+            .withColumn("exact2", F.coalesce("exact2", F.lit(False))))
 
 
 def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags: "DataFrame | None",
@@ -675,15 +786,28 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     plan_ = plan(plan_rows, n_distinct, xcols, radius, rng, params.target_recall)
     ctx.progress.step(f"E2LSH grid search with Spark ({plan_.tables} tables x {plan_.cells_per_table} projections)")
     found = grid_search(index, n_distinct, test, n_test, xcols, plan_, rng, cache)
-    scored = cache.keep(test.select(ROW, EXACT).join(found, ROW, "left").selectExpr("*", f"{p_value(ref, radius)} AS p"))
+    base = cache.keep(test.join(found, ROW, "left"))
     eligible = ~F.col(EXACT)
-    candidate = eligible & (F.col("p") <= params.false_alarm)
-    counts = scored.agg(F.count(F.when(F.col(EXACT), 1)).alias("exact"), F.count(F.when(candidate, 1)).alias("cand"),
-                        F.sum(F.coalesce(F.col("pairs"), F.lit(0))).alias("pairs")).first()
-    n_exact = int(counts["exact"])
+    # the rows whose verdict depends on a second neighbour beyond the radius: the ratio rule applies (d1 <= guard)
+    # but the grid saw no second neighbour inside the radius. Few (near-copies and a handful of others): they are
+    # searched exactly, within the exact-search budget, so their p-values are the exact search's.
+    beyond = (eligible & F.col("i1").isNotNull() & (F.col("d1") > 0) & (F.col("d1") <= F.lit(float(ref.guard)))
+              & (F.col("d2").isNull() | (F.col("d2") >= F.lit(float(radius)))))
+    counts = base.agg(F.count(F.when(F.col(EXACT), 1)).alias("exact"), F.count(F.when(beyond, 1)).alias("beyond"),
+                      F.sum(F.coalesce(F.col("pairs"), F.lit(0))).alias("pairs")).first()
+    n_exact, n_beyond = int(counts["exact"]), int(counts["beyond"])
     n_eligible = n_test - n_exact
+    refined = 0 < n_beyond and n_beyond * n_distinct <= params.exact_pairs
+    if refined:
+        ctx.progress.step(f"exact search for {n_beyond} rows whose second neighbour lies beyond the radius")
+        scored = _refine(base, beyond, index, xcols)
+    else:
+        scored = base.withColumn("exact2", F.lit(False))
+    scored = cache.keep(scored.select(ROW, EXACT, "i1", "d1", "d2", "pairs", "exact2")
+                        .selectExpr("*", f"{p_value(ref, radius)} AS p"))
     ctx.progress.step("Benjamini-Hochberg over the test rows' p-values")
-    cutoff = bh_cutoff(scored.where(candidate).select("p"), int(counts["cand"]), n_eligible, params.false_alarm, cache)
+    cutoff = bh_cutoff(scored.where(eligible & (F.col("p") <= params.false_alarm)).select("p"), n_eligible,
+                       params.false_alarm, cache)
     near = eligible & (F.col("p") <= F.lit(cutoff)) if cutoff > 0 else F.lit(False)
     if params.threshold is not None:
         near = near | (eligible & F.col("i1").isNotNull() & (F.col("d1") > 0) & (F.col("d1") <= params.threshold))
@@ -692,11 +816,13 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     # one pass: how close the rows not flagged came, and the flagged rows themselves (bounded by what is flagged)
     agg = scored.agg(F.min(F.when(unflagged, F.col("p"))).alias("min_p"),
                      F.min(F.when(unflagged, F.col("d1"))).alias("min_d"),
-                     F.collect_list(F.when(F.col("near"), F.struct(ROW, "i1", "d1", "d2", "p"))).alias("hits")).first()
+                     F.collect_list(F.when(F.col("near"), F.struct(ROW, "i1", "d1", "d2", "exact2", "p"))).alias("hits")
+                     ).first()
     metrics["exact_copies_excluded"] = n_exact
     metrics.update({"search": "e2lsh", "pairs_compared": int(counts["pairs"] or 0), "lsh_tables": plan_.tables,
                     "lsh_projections_per_table": plan_.cells_per_table, "lsh_cell_width": plan_.width,
-                    "lsh_recall_at_radius": round(plan_.pair_recall, 6)})
+                    "lsh_recall_at_radius": round(plan_.pair_recall, 6),
+                    "rows_second_neighbour_beyond_radius": n_beyond, "rows_searched_exactly": n_beyond if refined else 0})
     metrics.update(nb.equivalent_thresholds(ref, cutoff or params.false_alarm / max(n_eligible, 1)))
     if agg["min_p"] is not None:
         metrics["unflagged_min_p_value"] = float(agg["min_p"])
@@ -708,7 +834,8 @@ def _numeric(ctx: "AuditContext", params: "NearParams", space: SparkSpace, flags
     findings = []
     if hits:
         def ratio(h) -> float | None:
-            r = min(h["d2"] if h["d2"] is not None else float("inf"), radius) / h["d1"] if h["d1"] else float("inf")
+            d2 = h["d2"] if h["d2"] is not None else float("inf")
+            r = (d2 if h["exact2"] else min(d2, radius)) / h["d1"] if h["d1"] else float("inf")
             return round(float(r), 3) if np.isfinite(r) else None
 
         findings.append(Finding(

@@ -45,28 +45,31 @@ def _same(a, b) -> bool:
 
 
 def test_planted_near_copies_match_the_pandas_engine(tmp_path, small_splits):
-    """8 numeric columns and two categoricals (pandas searches exactly with KD-trees, Spark with E2LSH)
-    in many small file splits: the same rows, training rows, distances and null model."""
+    """8 numeric columns and two categoricals (pandas searches exactly with KD-trees, Spark with E2LSH plus an
+    exact search of the rows whose second neighbour lies beyond the radius) in many small file splits: the
+    same rows, training rows, distances, ratios, p-values and metrics as the exact search."""
     train, test, exact, near = planted_tables(20, n_train=800, n_test=250, n_exact=10, n_near=20)
     pd_r, sp_r = both_engines(CHECK, _policy(tmp_path), *_files(tmp_path, train, test), label="label")
     assert sp_r.status == pd_r.status == "fail", sp_r.reason
     assert flagged(sp_r) == flagged(pd_r) == {"test": sorted(near)}
     ms, mp = _matches(sp_r), _matches(pd_r)
     assert {t: m[1] for t, m in ms.items()} == near, "each near-copy is paired with its training row"
-    for t in near:
-        assert ms[t][2] == pytest.approx(mp[t][2], rel=1e-6), "the same exact distance"
+    for t in near:  # distance, second-over-first ratio and p-value as the exact search has them
+        assert ms[t][2:] == pytest.approx(mp[t][2:], rel=1e-2), (ms[t], mp[t])
     assert sp_r.metrics["search"] == "e2lsh" and pd_r.metrics["search"] == "exact"
     assert sp_r.metrics["exact_copies_excluded"] == pd_r.metrics["exact_copies_excluded"] == len(exact)
-    for key in ("numeric_columns", "block_columns", "space_dims", "distinct_train_rows", "reference_sample_rows",
-                "reference_nn_distance_q25", "reference_nn_distance_q75", "weibull_shape", "twonn_dimension",
-                "distance_guard", "near_duplicate_rows", "near_duplicate_fraction"):
+    assert sp_r.metrics["rows_searched_exactly"] >= len(near), "the near-copies' second neighbours lie beyond the radius"
+    search = {"search", "pairs_compared"} | {k for k in sp_r.metrics if k.startswith(("lsh_", "rows_"))}
+    assert set(sp_r.metrics) - search == set(pd_r.metrics) - search
+    for key in set(pd_r.metrics) - search:
         assert _same(sp_r.metrics[key], pd_r.metrics[key]), (key, sp_r.metrics[key], pd_r.metrics[key])
     assert sp_r.metrics["lsh_recall_at_radius"] >= 0.99
 
 
 def test_the_pandas_e2lsh_path_is_reproduced(tmp_path):
-    """Wider than 12 dims with the exact budget at 0, the pandas engine uses its E2LSH grid; Spark draws the
-    same grid, so every metric and match agrees (missing numbers, a categorical, repeated training rows)."""
+    """Wider than 12 dims with the exact-search budget at 0, the pandas engine uses its E2LSH grid; Spark draws
+    the same grid and, without budget, keeps the fixed-radius rule too, so every metric and match agrees
+    (missing numbers, a categorical, repeated training rows)."""
     rng = np.random.default_rng(3)
     n_tr, n_te, dims = 1500, 400, 14
     full = pd.DataFrame({f"f{i}": rng.normal(i, 1 + i, n_tr + n_te) for i in range(dims)})
@@ -86,7 +89,8 @@ def test_the_pandas_e2lsh_path_is_reproduced(tmp_path):
     assert sp_r.status == pd_r.status == "fail"
     assert flagged(sp_r) == flagged(pd_r) == {"test": sorted(rows.tolist())}
     assert sp_r.metrics["distinct_train_rows"] == n_tr
-    assert set(sp_r.metrics) == set(pd_r.metrics)
+    assert sp_r.metrics["rows_searched_exactly"] == 0, "no exact-search budget: the fixed-radius rule, as pandas"
+    assert set(sp_r.metrics) - {"rows_second_neighbour_beyond_radius", "rows_searched_exactly"} == set(pd_r.metrics)
     for key, value in pd_r.metrics.items():
         assert _same(sp_r.metrics[key], value), (key, sp_r.metrics[key], value)
     assert _same(sp_r.findings[0].details["matches"], pd_r.findings[0].details["matches"])
@@ -142,3 +146,32 @@ def test_canonical_values_agree_with_the_pandas_engine(spark):
     got = [r[0] for r in spark.createDataFrame([(v,) for v in nums], "v double")
            .selectExpr(f"{canonical('v', 'double')} AS c").collect()]
     assert [(c["k"], c["n"]) for c in got] == [(1, 1.0), (1, 0.0), (0, 0.0), (0, 0.0), (1, 2.5)]
+
+
+def test_exact_quartiles_equal_numpys(spark):
+    """The scale statistics (np.percentile 25 / 75, np.median) exactly, by brackets and by the sort fallback:
+    continuous, heavily tied, tiny and heavy-tailed columns with missing values."""
+    from auditor.checks import leakage_neighbours_spark as L
+
+    rng = np.random.default_rng(23)
+    n = 2000
+    cols = {0: rng.normal(size=n), 1: rng.integers(0, 4, n).astype(float), 2: np.r_[rng.normal(size=6), [np.nan] * (n - 6)],
+            3: np.r_[[5.0], [np.nan] * (n - 1)], 4: np.r_[rng.normal(size=7), [np.inf] * (n - 7)],
+            5: np.where(rng.random(n) < 0.25, np.nan, rng.lognormal(sigma=3, size=n))}
+    frame = spark.createDataFrame(pd.DataFrame({f"v{i}": v for i, v in cols.items()}))
+    finite = {i: v[np.isfinite(v)] for i, v in cols.items()}
+    want = {i: (float(np.percentile(f, 25)), float(np.median(f)), float(np.percentile(f, 75))) for i, f in finite.items()}
+    counts = {i: len(f) for i, f in finite.items()}
+    pct = ", ".join(L.dlit(x) for x in L.bracket_percentages(n))
+    approx = frame.selectExpr(*[f"percentile_approx(CASE WHEN {L.finite(f'v{i}')} THEN v{i} END, array({pct}), "
+                                f"{L.QUANTILE_ACCURACY}) AS a{i}" for i in cols]).first()
+    got = L.bracketed_quartiles(frame, counts, {i: list(approx[f"a{i}"]) for i in cols})
+    assert {0, 1, 5} <= set(got), "the brackets hold the needed ranks of the larger columns"
+    assert all(got[i] == want[i] for i in got)
+    values = frame.selectExpr("inline(array({}))".format(
+        ", ".join(f"named_struct('ci', {i}, 'v', v{i})" for i in cols))).where(L.finite("v"))
+    cache = L._Cached()
+    try:
+        assert L.sorted_quartiles(values, counts, cache) == want
+    finally:
+        cache.release()
