@@ -48,7 +48,7 @@ def test_planted_near_copies_match_the_pandas_engine(tmp_path, small_splits):
     """8 numeric columns and two categoricals (pandas searches exactly with KD-trees, Spark with E2LSH plus an
     exact search of the rows whose second neighbour lies beyond the radius) in many small file splits: the
     same rows, training rows, distances, ratios, p-values and metrics as the exact search."""
-    train, test, exact, near = planted_tables(20, n_train=800, n_test=250, n_exact=10, n_near=20)
+    train, test, exact, near = planted_tables(20, n_train=600, n_test=200, n_exact=10, n_near=20)
     pd_r, sp_r = both_engines(CHECK, _policy(tmp_path), *_files(tmp_path, train, test), label="label")
     assert sp_r.status == pd_r.status == "fail", sp_r.reason
     assert flagged(sp_r) == flagged(pd_r) == {"test": sorted(near)}
@@ -71,7 +71,7 @@ def test_the_pandas_e2lsh_path_is_reproduced(tmp_path):
     the same grid and, without budget, keeps the fixed-radius rule too, so every metric and match agrees
     (missing numbers, a categorical, repeated training rows)."""
     rng = np.random.default_rng(3)
-    n_tr, n_te, dims = 1500, 400, 14
+    n_tr, n_te, dims = 1000, 300, 14
     full = pd.DataFrame({f"f{i}": rng.normal(i, 1 + i, n_tr + n_te) for i in range(dims)})
     full["grp"] = rng.choice(["a", "b"], n_tr + n_te)
     full.loc[rng.choice(n_tr + n_te, 60, replace=False), "f3"] = np.nan
@@ -97,7 +97,7 @@ def test_the_pandas_e2lsh_path_is_reproduced(tmp_path):
 
 
 def test_a_clean_test_set_is_not_flagged(tmp_path):
-    train, test, _, _ = planted_tables(21, n_train=1500, n_test=400, n_exact=0, n_near=0, leak=False)
+    train, test, _, _ = planted_tables(21, n_train=1000, n_test=300, n_exact=0, n_near=0, leak=False)
     pd_r, sp_r = both_engines(CHECK, _policy(tmp_path), *_files(tmp_path, train, test), label="label")
     assert sp_r.status == pd_r.status == "pass", sp_r.reason
     assert flagged(sp_r) == flagged(pd_r) == {}
