@@ -49,6 +49,14 @@ class Tokens:
         return np.bincount(self.doc, minlength=self.n_docs)
 
 
+def normalise(arr):
+    """NFKC then lower case, with Arrow's kernels (the Spark engine calls this too: Java's lower case and
+    Unicode tables differ, e.g. final sigma and dotted capital I)."""
+    import pyarrow.compute as pc
+
+    return pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+
+
 def tokenize_many(texts: Sequence[str | None]) -> Tokens:
     """Normalised word tokens of each text, hashed (vectorised with pyarrow; None is an empty text)."""
     import numpy as np
@@ -57,7 +65,7 @@ def tokenize_many(texts: Sequence[str | None]) -> Tokens:
     from pandas.util import hash_array
 
     arr = pa.array([t if isinstance(t, str) else (None if t is None else str(t)) for t in texts], pa.large_string())
-    arr = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+    arr = normalise(arr)
     parts = pc.split_pattern_regex(arr, _TOKEN_SPLIT)
     parents = pc.list_parent_indices(parts).to_numpy().astype(np.int64)
     flat = pc.list_flatten(parts)
@@ -261,6 +269,45 @@ def read_corpus(path: Path, max_chars: int = 2_000_000_000) -> list[str]:
     raise InputError(f"unknown reference corpus format {suffix!r} (use .txt, .md, .jsonl, .csv or .parquet)", path)
 
 
+# ----------------------------------------------------------------------------- the report
+
+
+def ngram_outcome(params: "NgramParams", text_cols: Sequence[str], tcols: Sequence[str], refs: Sequence[Path], *,
+                  corpus_documents: int, corpus_tokens: int, corpus_ngrams: int, n_rows: int, n_checked: int,
+                  matches: Sequence[tuple[int, float, int, str, int]], quantiles: Sequence[float]) -> Outcome:
+    """The check's verdict, metrics and finding from its counts, shared by the pandas and Spark engines so
+    both report alike. ``matches``: (test row, overlap fraction, longest span, source, source row) of every
+    contaminated row, in row order; ``quantiles``: p50, p90, p99 and max of the checked rows' overlap."""
+    min_span = params.min_span or params.n
+    per_item = [{"test_row": r, "overlap_fraction": round(f, 4), "longest_span_tokens": span, "source": name,
+                 "source_row": src_row} for r, f, span, name, src_row in matches]
+    frac = len(per_item) / max(n_checked, 1)
+    q = list(quantiles)
+    metrics = {
+        "n": params.n, "min_span_tokens": min_span, "min_overlap": params.min_overlap, "min_tokens": params.min_tokens,
+        "max_fraction": params.max_fraction,
+        "test_columns": list(text_cols), "train_columns": list(tcols),
+        "reference_corpora": [str(p) for p in refs],
+        "corpus_documents": corpus_documents, "corpus_tokens": corpus_tokens, "corpus_ngrams": corpus_ngrams,
+        "test_items_checked": n_checked,
+        "test_items_too_short": n_rows - n_checked,
+        "contaminated_items": len(per_item),
+        "contaminated_fraction": round(frac, 6),
+        "overlap_fraction_quantiles": {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "max": float(q[3])},
+        "contaminated": per_item,
+    }
+    findings = []
+    if per_item:
+        findings.append(Finding(
+            f"test: {len(per_item)} of {n_checked} text items ({frac:.2%}) share a span of >= {min_span} "
+            f"normalised tokens with the training/reference text",
+            dataset="test", rows=tuple(m["test_row"] for m in per_item),
+            details={"matches": per_item},
+        ))
+    status = "fail" if frac > params.max_fraction else "warn" if per_item else "pass"
+    return Outcome(status=status, metrics=metrics, findings=findings)
+
+
 # ----------------------------------------------------------------------------- the check
 
 
@@ -295,6 +342,12 @@ class NgramContamination(Check):
     default_severity = "high"
     controls = LEAKAGE_CONTROLS
     Params = NgramParams
+    spark_native = True
+
+    def run_spark(self, ctx: "AuditContext", params: NgramParams) -> Outcome:
+        from auditor.checks.contamination_spark import ngram_contamination_spark
+
+        return ngram_contamination_spark(ctx, params)
 
     def run(self, ctx: "AuditContext", params: NgramParams) -> Outcome:
         import numpy as np
@@ -361,37 +414,15 @@ class NgramContamination(Check):
         item_hit = (ov.ngrams > 0) & (ov.longest_span >= np.minimum(min_span, item_len))
         row_hit = np.bincount(item_row_a, weights=item_hit, minlength=n_rows) > 0
         flagged = np.flatnonzero(checked & row_hit & (row_frac >= params.min_overlap))
-        per_item = []
+        matches = []
         for r in flagged:
             name, src_row = sources[int(row_src[r])] if row_src[r] >= 0 else ("?", -1)
-            per_item.append({"test_row": int(r), "overlap_fraction": round(float(row_frac[r]), 4),
-                             "longest_span_tokens": int(row_span[r]), "source": name, "source_row": int(src_row)})
-        frac = len(flagged) / max(int(checked.sum()), 1)
+            matches.append((int(r), float(row_frac[r]), int(row_span[r]), name, int(src_row)))
         q = np.percentile(row_frac[checked], [50, 90, 99, 100]) if checked.any() else [0, 0, 0, 0]
-        metrics = {
-            "n": n, "min_span_tokens": min_span, "min_overlap": params.min_overlap, "min_tokens": params.min_tokens,
-            "max_fraction": params.max_fraction,
-            "test_columns": list(text_cols), "train_columns": list(tcols),
-            "reference_corpora": [str(p) for p in refs],
-            "corpus_documents": len(docs), "corpus_tokens": int(len(corpus.tokens.values)),
-            "corpus_ngrams": int(len(corpus.grams(n)[0])),
-            "test_items_checked": int(checked.sum()),
-            "test_items_too_short": int((~checked).sum()),
-            "contaminated_items": int(len(flagged)),
-            "contaminated_fraction": round(frac, 6),
-            "overlap_fraction_quantiles": {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "max": float(q[3])},
-            "contaminated": per_item,
-        }
-        findings = []
-        if len(flagged):
-            findings.append(Finding(
-                f"test: {len(flagged)} of {int(checked.sum())} text items ({frac:.2%}) share a span of >= {min_span} "
-                f"normalised tokens with the training/reference text",
-                dataset="test", rows=tuple(int(r) for r in flagged),
-                details={"matches": per_item},
-            ))
-        status = "fail" if frac > params.max_fraction else "warn" if len(flagged) else "pass"
-        return Outcome(status=status, metrics=metrics, findings=findings)
+        return ngram_outcome(
+            params, text_cols, tcols, refs, corpus_documents=len(docs), corpus_tokens=int(len(corpus.tokens.values)),
+            corpus_ngrams=int(len(corpus.grams(n)[0])), n_rows=n_rows, n_checked=int(checked.sum()),
+            matches=matches, quantiles=[float(x) for x in q])
 
     @staticmethod
     def _resolve(ctx: "AuditContext", ref: str) -> Path:
