@@ -471,6 +471,8 @@ def audit(engine: str, size: int, train: Path, test: Path, workdir: Path, args, 
     if m["returncode"] in (0, 1) and report_path.exists():
         report = json.loads(report_path.read_text())
         row["checks"] = summarise(report, want)
+        # start-up (interpreter, JVM), reading and counting the inputs, and writing the report
+        row["outside_checks_s"] = round(m["wall_s"] - sum(v["duration_s"] or 0 for v in row["checks"].values()), 1)
         row["flagged"] = flagged(report)
         errored = [k for k, v in row["checks"].items() if v["status"] == "error"]
         oom = [k for k in errored if "MemoryError" in row["checks"][k].get("reason", "")]
@@ -515,15 +517,18 @@ def markdown(results: dict) -> str:
                  else ", ".join(x for x in (cap, f"address space {r['address_space_cap_gib']:g} GiB"
                                             if r.get("address_space_cap_gib") else "") if x) or "none")
         result = r["result"] if r["result"] != "failed" else f"failed (exit {r['returncode']}): {r['failure']}"
-        planted = [f"{k.split('.')[-1]} {sum(d['found'] for d in v['planted'].values())}/"
-                   f"{sum(d['expected'] for d in v['planted'].values())}"
-                   for k, v in r.get("checks", {}).items() if "planted" in v]
-        if planted:
-            result += "; planted rows found: " + ", ".join(planted)
+        with_planted = {k: v["planted"] for k, v in r.get("checks", {}).items() if "planted" in v}
+        off = [f"{k.split('.', 1)[1]} {sum(d['found'] for d in v.values())}/{sum(d['expected'] for d in v.values())}"
+               + (f" +{sum(d['extra'] for d in v.values())} others" if any(d["extra"] for d in v.values()) else "")
+               for k, v in with_planted.items() if any(d["missed"] or d["extra"] for d in v.values())]
+        if with_planted:
+            result += (f"; planted rows: all found by the {len(with_planted)} checks, nothing else flagged" if not off
+                       else "; planted rows found: " + ", ".join(off)
+                       + (f" (the other {len(with_planted) - len(off)} checks: all, exactly)" if len(off) < len(with_planted) else ""))
         lines.append(f"| {r['rows']:,} | {r['engine']} | {r['wall_s'] / 60:.1f} min | {_gib(r['peak_rss_mib'])} | "
                      f"{_gib(r['peak_java_rss_mib']) if r['engine'] == 'spark' else '-'} | {bound} | {result} |")
-    per_check = ["", "| train rows | engine | " + " | ".join(c.split(".", 1)[1] for c in CHECKS) + " |",
-                 "|---:|---|" + "---:|" * len(CHECKS)]
+    per_check = ["", "| train rows | engine | start-up, reading, report | "
+                 + " | ".join(c.split(".", 1)[1] for c in CHECKS) + " |", "|---:|---|---:|" + "---:|" * len(CHECKS)]
     for r in results["runs"]:
         if "checks" not in r:
             continue
@@ -532,8 +537,18 @@ def markdown(results: dict) -> str:
             v = r["checks"].get(c)
             cells.append("-" if v is None else f"{v['duration_s']:.0f} s {v['status']}"
                          + (" (sample)" if v["ran_on"] == "sample" else ""))
-        per_check.append(f"| {r['rows']:,} | {r['engine']} | " + " | ".join(cells) + " |")
+        outside = r.get("outside_checks_s")
+        per_check.append(f"| {r['rows']:,} | {r['engine']} | {'-' if outside is None else f'{outside:.0f} s'} | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines + per_check)
+
+
+def _native_checks() -> list[str]:
+    """The policy's checks that run on Spark over the whole data in this checkout (the rest: on a sample)."""
+    out = subprocess.run([sys.executable, "-c", "from auditor.registry import all_checks; import json; print(json.dumps("
+                          "sorted(k for k, c in all_checks().items() if getattr(c, 'spark_native', False))))"],
+                         capture_output=True, text=True, cwd=ROOT)
+    return [c for c in json.loads(out.stdout or "[]") if c in CHECKS]
 
 
 def _physical_gib() -> float:
@@ -585,7 +600,7 @@ def main() -> None:
                "args": {k: str(v) for k, v in vars(args).items()}, "planted_test": PLANTED_TEST,
                "git": subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True,
                                      text=True).stdout.strip(),
-               "runs": []}
+               "spark_native": _native_checks(), "runs": []}
     parquet_bytes = {n: sum(p.stat().st_size for p in sorted((args.data / "train").glob("part-*"))[: n // args.chunk])
                      for n in sorted(set(spark_sizes + pandas_sizes))}
     results["train_parquet_bytes"] = parquet_bytes
@@ -620,6 +635,8 @@ def main() -> None:
     results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     table = markdown(results)
     print(table)
+    print(f"\nnative on Spark in this checkout: {', '.join(results['spark_native']) or 'none'}; on a Spark-drawn "
+          f"sample: {', '.join(c for c in CHECKS if c not in results['spark_native']) or 'none'}")
     if "spark_vs_pandas" in results:
         r = results["spark_vs_pandas"]
         print(f"\nat {r['rows']:,} rows (largest both finish): Spark takes {r['wall_ratio']}x pandas's wall time "
