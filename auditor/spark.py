@@ -95,6 +95,9 @@ def session(settings: SparkSettings | None = None) -> "SparkSession":
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", "16")
             .config("spark.sql.ansi.enabled", "false")
+            # Parquet TIMESTAMP(NANOS) (pandas < 3's default) is otherwise unreadable; read as int64 ns, and
+            # ``read`` turns the columns back into timestamps
+            .config("spark.sql.legacy.parquet.nanosAsLong", "true")
         )
         for key, value in settings.conf.items():
             builder = builder.config(key, value)
@@ -209,6 +212,8 @@ def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = False
     data_cols = list(raw.columns)
     if fmt == "jsonl":  # Spark's JSON schema inference sorts the fields: restore the file's order
         data_cols = _json_key_order(spark, path, data_cols)
+    if fmt == "parquet":
+        raw = _nanos_as_timestamps(raw, path)
     scanned = raw.select(
         *[F.col(f"`{c}`") for c in data_cols],
         F.col("_metadata.file_path").alias(_SPLIT_FILE),
@@ -230,6 +235,31 @@ def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = False
     key = F.concat_ws("\x00", F.col(_SPLIT_FILE), F.col(_SPLIT_START).cast("string"))
     mapping = F.create_map(*[x for f, s, d in deltas for x in (F.lit(f"{f}\x00{s}"), F.lit(d))])
     return scanned.select(*[F.col(f"`{c}`") for c in data_cols], (F.col(_MONO) + mapping[key]).alias(ROW))
+
+
+def _nanos_as_timestamps(raw: "DataFrame", path: str) -> "DataFrame":
+    """Columns stored as Parquet TIMESTAMP(NANOS), which Spark reads as int64 nanoseconds, back as timestamps
+    (to the microsecond, Spark's resolution). Known from a local file's footer; remote ones stay int64."""
+    from pyspark.sql import functions as F
+
+    if _is_remote(path):
+        return raw
+    files = [f for f in _local_files(path) if f.suffix.lower() in (".parquet", ".pq")] if not _local(path).is_file() \
+        else [_local(path)]
+    if not files:
+        return raw
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(files[0])
+    except Exception:  # Spark reports an unreadable file better, with its own message
+        return raw
+    for f in schema:
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and f.name in raw.columns:
+            micros = F.timestamp_micros(F.floor(F.col(f"`{f.name}`") / 1000))  # the session's zone is UTC
+            raw = raw.withColumn(f.name, micros if f.type.tz else micros.cast("timestamp_ntz"))
+    return raw
 
 
 def _json_key_order(spark: "SparkSession", path: str, columns: list[str]) -> list[str]:

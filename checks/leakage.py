@@ -515,9 +515,37 @@ def _columns_of(value: str | list[str]) -> list[str]:
 def _require_columns(ds: "Dataset", cols: list[str], what: str) -> None:
     if ds.is_array:
         raise ValueError(f"{ds.name} is an array (.npz): it has no {what} column")
-    missing = [c for c in cols if c not in ds.frame.columns]
+    columns = list(ds.columns) if ds.is_spark else list(ds.frame.columns)
+    missing = [c for c in cols if c not in columns]
     if missing:
-        raise ValueError(f"{what} column(s) {missing} not in the {ds.name} set (columns: {', '.join(map(str, ds.frame.columns[:12]))})")
+        raise ValueError(f"{what} column(s) {missing} not in the {ds.name} set (columns: {', '.join(map(str, columns[:12]))})")
+
+
+def group_outcome(cols: list[str], params: GroupParams, n: int, test_rows, train_rows, shared: int,
+                  train_groups: int, test_groups: int, without_id: int) -> Outcome:
+    """leakage.group's verdict, metrics and finding from what either engine found (rows ascending)."""
+    fraction = len(test_rows) / n
+    metrics = {
+        "columns": cols, "max_fraction": params.max_fraction,
+        "train_groups": int(train_groups), "test_groups": int(test_groups),
+        "shared_groups": int(shared), "test_rows_in_shared_groups": int(len(test_rows)),
+        "leaked_fraction": round(fraction, 6),
+        "test_rows_without_id": int(without_id),
+    }
+    findings = []
+    if len(test_rows):
+        findings.append(Finding(
+            f"test: {len(test_rows)} of {n} rows ({fraction:.2%}) belong to {shared} entities "
+            f"({', '.join(cols)}) that also occur in training",
+            dataset="test", rows=tuple(int(r) for r in test_rows),
+            details={"matches": [[int(a), int(b)] for a, b in zip(test_rows, train_rows)],
+                     "match_columns": ["test_row", "train_row"]},
+        ))
+    return Outcome(status=_status(fraction, len(test_rows), params.max_fraction), metrics=metrics, findings=findings)
+
+
+NO_ID_COLUMN = "no id column named: set checks.leakage.group.params.column in the policy"
+NO_TIME_COLUMN = "no time column named: set checks.leakage.temporal.params.column in the policy"
 
 
 class GroupLeakage(Check):
@@ -532,12 +560,18 @@ class GroupLeakage(Check):
     default_severity = "high"
     controls = LEAKAGE_CONTROLS
     Params = GroupParams
+    spark_native = True
+
+    def run_spark(self, ctx: "AuditContext", params: GroupParams) -> Outcome:
+        from auditor.checks.leakage_group_spark import group_leakage
+
+        return group_leakage(ctx, params)
 
     def run(self, ctx: "AuditContext", params: GroupParams) -> Outcome:
         import numpy as np
 
         if not params.column:
-            return Outcome.skipped("no id column named: set checks.leakage.group.params.column in the policy")
+            return Outcome.skipped(NO_ID_COLUMN)
         cols = _columns_of(params.column)
         for ds in (ctx.train, ctx.test):
             _require_columns(ds, cols, "id")
@@ -553,26 +587,9 @@ class GroupLeakage(Check):
         m = lh.match_hashes(h_tr[tr_ids], h_te)
         keep = present_te[m.test_rows]
         test_rows, train_rows = m.test_rows[keep], tr_ids[m.train_rows[keep]]
-        n = len(te)
-        fraction = len(test_rows) / n
-        shared = int(len(np.unique(h_te[test_rows])))
-        metrics = {
-            "columns": cols, "max_fraction": params.max_fraction,
-            "train_groups": int(len(np.unique(h_tr[present_tr]))), "test_groups": int(len(np.unique(h_te[present_te]))),
-            "shared_groups": shared, "test_rows_in_shared_groups": int(len(test_rows)),
-            "leaked_fraction": round(fraction, 6),
-            "test_rows_without_id": int((~present_te).sum()),
-        }
-        findings = []
-        if len(test_rows):
-            findings.append(Finding(
-                f"test: {len(test_rows)} of {n} rows ({fraction:.2%}) belong to {shared} entities "
-                f"({', '.join(cols)}) that also occur in training",
-                dataset="test", rows=tuple(int(r) for r in test_rows),
-                details={"matches": [[int(a), int(b)] for a, b in zip(test_rows, train_rows)],
-                         "match_columns": ["test_row", "train_row"]},
-            ))
-        return Outcome(status=_status(fraction, len(test_rows), params.max_fraction), metrics=metrics, findings=findings)
+        return group_outcome(cols, params, len(te), test_rows, train_rows, shared=len(np.unique(h_te[test_rows])),
+                             train_groups=len(np.unique(h_tr[present_tr])), test_groups=len(np.unique(h_te[present_te])),
+                             without_id=int((~present_te).sum()))
 
 
 # ----------------------------------------------------------------------------- temporal leakage
@@ -593,19 +610,45 @@ def _times(series) -> "tuple[np.ndarray, str]":
 
     if pd.api.types.is_datetime64_any_dtype(series):
         s = series.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
-        v = s.to_numpy(dtype="datetime64[ns]").view(np.int64).astype(np.float64)
-        v[s.isna().to_numpy()] = np.nan
-        return v, "datetime"
+        return _ns(s), "datetime"
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=np.float64, na_value=np.nan), "numeric"
     text = series.astype("string").str.strip()
     numeric = pd.to_numeric(text, errors="coerce")
     if numeric.notna().sum() == text.notna().sum() and text.notna().any():
         return numeric.to_numpy(dtype=np.float64, na_value=np.nan), "numeric"
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-    v = parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64).astype(np.float64)
-    v[parsed.isna().to_numpy()] = np.nan
-    return v, "datetime"
+    return parse_times(text), "datetime"
+
+
+def parse_times(text) -> "np.ndarray":
+    """Stripped strings parsed as datetimes (each on its own; naive ones are UTC): float64 ns, NaN if unparsable."""
+    import pandas as pd
+
+    return _ns(pd.to_datetime(text, errors="coerce", utc=True, format="mixed").dt.tz_localize(None))
+
+
+def _ns(naive) -> "np.ndarray":
+    """Naive datetimes as float64 nanoseconds since the epoch (NaN for NaT) from their own unit: pandas 3 keeps
+    s, ms or us, and casting those to datetime64[ns] wraps dates outside 1677-2262 around (9999-12-31 < 2000)."""
+    import numpy as np
+
+    unit = np.datetime_data(naive.dtype)[0]
+    v = naive.to_numpy().view(np.int64).astype(np.float64) * float(np.timedelta64(1, unit) // np.timedelta64(1, "ns"))
+    v[naive.isna().to_numpy()] = np.nan
+    return v
+
+
+def time_gap(min_gap: str | float, kind: str) -> float:
+    """The policy's min_gap in the times' unit (ns for datetimes)."""
+    import pandas as pd
+
+    if kind == "datetime":
+        gap = float(pd.Timedelta(min_gap if isinstance(min_gap, str) else f"{min_gap}s").value)
+    else:
+        gap = float(min_gap) if not isinstance(min_gap, str) else float(pd.to_numeric(min_gap))
+    if gap < 0:
+        raise ValueError("min_gap must not be negative")
+    return gap
 
 
 def _fmt_time(value: float, kind: str) -> str | float:
@@ -613,7 +656,40 @@ def _fmt_time(value: float, kind: str) -> str | float:
 
     if value != value:
         return None
-    return pd.Timestamp(int(value)).isoformat() if kind == "datetime" else float(value)
+    if kind != "datetime":
+        return float(value)
+    if abs(value) < 2**63:
+        return pd.Timestamp(int(value)).isoformat()
+    return pd.Timestamp(int(value // 1000), unit="us").isoformat()  # beyond nanosecond timestamps
+
+
+def temporal_outcome(col: str, kind: str, params: TemporalParams, gap: float, n: int, flagged, match,
+                     train_period: tuple[float, float], test_period: tuple[float, float] | None,
+                     train_missing: int, missing) -> Outcome:
+    """leakage.temporal's verdict, metrics and findings from what either engine found: the test rows not later
+    than the training period (ascending) with a training row at or after each, and the test rows without a time."""
+    fraction = len(flagged) / n
+    metrics = {
+        "column": col, "kind": kind, "min_gap": params.min_gap, "max_fraction": params.max_fraction,
+        "train_period": [_fmt_time(train_period[0], kind), _fmt_time(train_period[1], kind)],
+        "test_period": [_fmt_time(test_period[0], kind), _fmt_time(test_period[1], kind)] if test_period else None,
+        "test_rows_not_later": int(len(flagged)), "leaked_fraction": round(fraction, 6),
+        "train_rows_without_time": int(train_missing), "test_rows_without_time": int(len(missing)),
+    }
+    findings = []
+    if len(flagged):
+        findings.append(Finding(
+            f"test: {len(flagged)} of {n} rows ({fraction:.2%}) are not later than the training period "
+            f"(last training time {metrics['train_period'][1]}" + (f", gap {params.min_gap}" if gap else "") + ")",
+            dataset="test", rows=tuple(int(r) for r in flagged),
+            details={"matches": [[int(a), int(b)] for a, b in zip(flagged, match)],
+                     "match_columns": ["test_row", "train_row_at_or_after"]},
+        ))
+    if len(missing):
+        findings.append(Finding(f"test: {len(missing)} rows have no usable time in {col!r}", dataset="test",
+                                rows=tuple(int(r) for r in missing)))
+    status = _status(fraction, len(flagged) + len(missing), params.max_fraction)
+    return Outcome(status=status, metrics=metrics, findings=findings)
 
 
 class TemporalLeakage(Check):
@@ -628,13 +704,18 @@ class TemporalLeakage(Check):
     default_severity = "high"
     controls = LEAKAGE_CONTROLS
     Params = TemporalParams
+    spark_native = True
+
+    def run_spark(self, ctx: "AuditContext", params: TemporalParams) -> Outcome:
+        from auditor.checks.leakage_temporal_spark import temporal_leakage
+
+        return temporal_leakage(ctx, params)
 
     def run(self, ctx: "AuditContext", params: TemporalParams) -> Outcome:
         import numpy as np
-        import pandas as pd
 
         if not params.column:
-            return Outcome.skipped("no time column named: set checks.leakage.temporal.params.column in the policy")
+            return Outcome.skipped(NO_TIME_COLUMN)
         col = params.column
         for ds in (ctx.train, ctx.test):
             _require_columns(ds, [col], "time")
@@ -645,12 +726,7 @@ class TemporalLeakage(Check):
         ok_tr = np.isfinite(t_tr)
         if not ok_tr.any():
             raise ValueError(f"time column {col!r} has no usable values in the training set")
-        if kind_tr == "datetime":
-            gap = float(pd.Timedelta(params.min_gap if isinstance(params.min_gap, str) else f"{params.min_gap}s").value)
-        else:
-            gap = float(params.min_gap) if not isinstance(params.min_gap, str) else float(pd.to_numeric(params.min_gap))
-        if gap < 0:
-            raise ValueError("min_gap must not be negative")
+        gap = time_gap(params.min_gap, kind_tr)
         train_end = float(np.max(t_tr[ok_tr]))
         ok_te = np.isfinite(t_te)
         flagged = np.flatnonzero(ok_te & (t_te <= train_end + gap))
@@ -659,28 +735,7 @@ class TemporalLeakage(Check):
         order = tr_idx[np.argsort(t_tr[tr_idx], kind="stable")]
         pos = np.searchsorted(t_tr[order], t_te[flagged], side="left")
         match = order[np.minimum(pos, len(order) - 1)]
-        n = len(t_te)
-        fraction = len(flagged) / n
-        metrics = {
-            "column": col, "kind": kind_tr, "min_gap": params.min_gap, "max_fraction": params.max_fraction,
-            "train_period": [_fmt_time(float(np.min(t_tr[ok_tr])), kind_tr), _fmt_time(train_end, kind_tr)],
-            "test_period": [_fmt_time(float(np.min(t_te[ok_te])), kind_te), _fmt_time(float(np.max(t_te[ok_te])), kind_te)]
-            if ok_te.any() else None,
-            "test_rows_not_later": int(len(flagged)), "leaked_fraction": round(fraction, 6),
-            "train_rows_without_time": int((~ok_tr).sum()), "test_rows_without_time": int((~ok_te).sum()),
-        }
-        findings = []
-        if len(flagged):
-            findings.append(Finding(
-                f"test: {len(flagged)} of {n} rows ({fraction:.2%}) are not later than the training period "
-                f"(last training time {metrics['train_period'][1]}" + (f", gap {params.min_gap}" if gap else "") + ")",
-                dataset="test", rows=tuple(int(r) for r in flagged),
-                details={"matches": [[int(a), int(b)] for a, b in zip(flagged, match)],
-                         "match_columns": ["test_row", "train_row_at_or_after"]},
-            ))
-        missing = np.flatnonzero(~ok_te)
-        if len(missing):
-            findings.append(Finding(f"test: {len(missing)} rows have no usable time in {col!r}", dataset="test",
-                                    rows=tuple(int(r) for r in missing)))
-        status = _status(fraction, len(flagged) + len(missing), params.max_fraction)
-        return Outcome(status=status, metrics=metrics, findings=findings)
+        test_period = (float(np.min(t_te[ok_te])), float(np.max(t_te[ok_te]))) if ok_te.any() else None
+        return temporal_outcome(col, kind_tr, params, gap, len(t_te), flagged, match,
+                                (float(np.min(t_tr[ok_tr])), train_end), test_period,
+                                int((~ok_tr).sum()), np.flatnonzero(~ok_te))

@@ -15,7 +15,7 @@ adds any GX expectation by its GX name and arguments, per dataset (``train``, ``
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Sequence
 
 from pydantic import AfterValidator, Field
 
@@ -83,18 +83,84 @@ class ValidationParams(Params):
 def _default_suite(ds: "Dataset", frame: "pd.DataFrame", train_columns: list[str] | None) -> list[tuple[str, dict]]:
     import pandas as pd
 
+    numeric = {col for col in frame.columns if pd.api.types.is_numeric_dtype(frame[col])
+               and not pd.api.types.is_bool_dtype(frame[col]) and frame[col].notna().any()}
+    return default_suite(ds.label, list(frame.columns), numeric, train_columns)
+
+
+def default_suite(label: str | None, columns: list[str], numeric: set[str],
+                  train_columns: list[str] | None) -> list[tuple[str, dict]]:
+    """The built-in expectations for a table with these columns; ``train_columns`` for the test set, whose
+    columns must equal the training set's. ``numeric``: the non-boolean numeric columns holding any value, as
+    each engine types them (an all-null column is typed differently by the readers, and fails anyway)."""
     items: list[tuple[str, dict]] = []
-    if ds.label is not None and ds.label in frame.columns:
-        items.append(("expect_column_values_to_not_be_null", {"column": ds.label}))
-    for col in frame.columns:
+    if label is not None and label in columns:
+        items.append(("expect_column_values_to_not_be_null", {"column": label}))
+    for col in columns:
         items.append(("expect_column_proportion_of_non_null_values_to_be_between", {"column": col, "min_value": 1e-12}))
-        s = frame[col]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        if col in numeric:
             items.append(("expect_column_values_to_be_between",
                           {"column": col, "min_value": -FLOAT_MAX, "max_value": FLOAT_MAX}))
     if train_columns is not None:
         items.append(("expect_table_columns_to_match_set", {"column_set": train_columns, "exact_match": True}))
     return items
+
+
+def suite_items(name: str, params: "ValidationParams", defaults: "Callable[[], list[tuple[str, dict]]]") -> list[tuple[str, dict]]:
+    """The (GX name, arguments) a dataset is validated with: the defaults when enabled, then the policy's."""
+    items = list(defaults()) if params.defaults else []
+    for scope in ("all", name):
+        for item in params.expectations.get(scope, []):
+            ((gx_name, kwargs),) = item.items()
+            items.append((gx_name, dict(kwargs or {})))
+    return items
+
+
+def gx_context():
+    """(gx module, an ephemeral GX context) with GX's tqdm progress bars off: they would write to stderr."""
+    gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx, context
+
+
+def add_suite(context, name: str, items: list[tuple[str, dict]], indexes: "Sequence[int] | None" = None):
+    """A GX suite of ``items`` (or those at ``indexes``), each tagged with its index in ``items``."""
+    gx = _gx()
+    suite = gx.ExpectationSuite(name=name)
+    for index in range(len(items)) if indexes is None else indexes:
+        gx_name, kwargs = items[index]
+        suite.add_expectation(build_expectation(gx_name, kwargs, index))
+    return context.suites.add(suite)
+
+
+def results_by_index(result) -> dict[int, Any]:
+    """A suite's results by the index tag of their expectation (GX may return them in another order)."""
+    return {int(r.expectation_config.meta["auditor_index"]): r for r in result.results}
+
+
+def failure_finding(dataset: str, name: str, kwargs: dict, r, rows: "Sequence[int] | None", n_rows: int) -> Finding:
+    """The finding for a failed expectation: an error, its failing ``rows`` (file rows), or what GX observed."""
+    res = r.result or {}
+    what = _describe(name, kwargs)
+    error = exception_message(r.exception_info)
+    if error:
+        message = f"{dataset}: {what} could not be evaluated: {error}"
+    elif rows:
+        message = f"{dataset}: {what} failed on {res.get('unexpected_count', len(rows))} of {res.get('element_count', n_rows)} rows"
+    else:
+        observed = res.get("observed_value")
+        detail = res.get("details", {}).get("mismatched") if isinstance(res.get("details"), dict) else None
+        message = f"{dataset}: {what} failed (observed {_brief(detail or observed)})"
+    return Finding(message, dataset=dataset, rows=tuple(sorted(int(i) for i in rows)) if rows else None,
+                   details={"expectation": name, "kwargs": kwargs})
+
+
+def dataset_metrics(items: list, failed: int) -> dict:
+    return {"expectations": len(items), "failed": failed,
+            "success_percent": round(100.0 * (len(items) - failed) / max(len(items), 1), 3)}
 
 
 def _describe(name: str, kwargs: dict) -> str:
@@ -124,78 +190,69 @@ class Validation(Check):
     )
     tracked_metrics = {"train.failed": "lower", "test.failed": "lower"}
     Params = ValidationParams
+    spark_native = True
 
     def run(self, ctx: "AuditContext", params: ValidationParams) -> Outcome:
-        gx = _gx()
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        gx, context = gx_context()
         source = context.data_sources.add_pandas("auditor")
         metrics: dict = {"defaults": params.defaults}
         findings = []
         train_columns = [str(c) for c in ctx.train.table().columns]
         for ds in ctx.datasets():
             frame = ds.table()
-            items = []
-            if params.defaults:
-                items += _default_suite(ds, frame, train_columns if ds.name != "train" else None)
-            for scope in ("all", ds.name):
-                for item in params.expectations.get(scope, []):
-                    ((name, kwargs),) = item.items()
-                    items.append((name, dict(kwargs or {})))
+            items = suite_items(ds.name, params,
+                                lambda: _default_suite(ds, frame, train_columns if ds.name != "train" else None))
             ctx.progress.step(f"validating {ds.name} ({len(items)} expectations)")
-            suite = gx.ExpectationSuite(name=f"auditor-{ds.name}")
-            for index, (name, kwargs) in enumerate(items):
-                suite.add_expectation(build_expectation(name, kwargs, index))
-            suite = context.suites.add(suite)
+            suite = add_suite(context, f"auditor-{ds.name}", items)
             batch = (
                 source.add_dataframe_asset(ds.name)
                 .add_batch_definition_whole_dataframe(f"{ds.name}-all")
                 .get_batch(batch_parameters={"dataframe": frame})
             )
             result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
-            failed = 0
-            by_index = {int(r.expectation_config.meta["auditor_index"]): r for r in result.results}
-            for index, (name, kwargs) in enumerate(items):
-                r = by_index[index]
-                if r.success:
-                    continue
-                failed += 1
-                res = r.result or {}
-                rows = res.get("unexpected_index_list")
-                what = _describe(name, kwargs)
-                error = _exception_message(r.exception_info)
-                if error:
-                    message = f"{ds.name}: {what} could not be evaluated: {error}"
-                elif rows:
-                    message = f"{ds.name}: {what} failed on {res.get('unexpected_count', len(rows))} of {res.get('element_count', ds.n_rows)} rows"
-                else:
-                    observed = res.get("observed_value")
-                    detail = res.get("details", {}).get("mismatched") if isinstance(res.get("details"), dict) else None
-                    message = f"{ds.name}: {what} failed (observed {_brief(detail or observed)})"
-                findings.append(Finding(message, dataset=ds.name,
-                                        rows=tuple(sorted(int(i) for i in rows)) if rows else None,
-                                        details={"expectation": name, "kwargs": kwargs}))
-            metrics[ds.name] = {"expectations": len(items), "failed": failed,
-                                "success_percent": round(100.0 * (len(items) - failed) / max(len(items), 1), 3)}
+            by_index = results_by_index(result)
+            failed = [i for i in range(len(items)) if not by_index[i].success]
+            for index in failed:
+                r, (name, kwargs) = by_index[index], items[index]
+                rows = (r.result or {}).get("unexpected_index_list")
+                findings.append(failure_finding(ds.name, name, kwargs, r, rows, ds.n_rows))
+            metrics[ds.name] = dataset_metrics(items, len(failed))
         status = "fail" if findings else "pass"
         return Outcome(status=status, metrics=metrics, findings=findings)
 
+    def run_spark(self, ctx: "AuditContext", params: ValidationParams) -> Outcome:
+        from auditor.checks.validation_spark import validate
 
-def _exception_message(info: Any) -> str | None:
+        return validate(ctx, params)
+
+
+def exception_message(info: Any) -> str | None:
     if not info:
         return None
     if isinstance(info, dict) and "raised_exception" in info:
         return " ".join(str(info.get("exception_message")).split()) if info.get("raised_exception") else None
     if isinstance(info, dict):
         for v in info.values():
-            msg = _exception_message(v)
+            msg = exception_message(v)
             if msg:
                 return msg
     return None
 
 
+def _plain(value: Any) -> Any:
+    """An observed value as plain Python, floats to 12 significant digits: the same text from either engine
+    (numpy scalars print as ``np.float64(...)``, and Spark sums floats in another order than pandas)."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalar
+        value = value.item()
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _plain(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(x) for x in value)
+    return value
+
+
 def _brief(value: Any) -> str:
-    text = repr(value)
+    text = repr(_plain(value))
     return text if len(text) < 160 else text[:157] + "..."

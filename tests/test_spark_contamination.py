@@ -19,8 +19,8 @@ from tests.conftest import both_engines, flagged, write_policy
 pytestmark = pytest.mark.usefixtures("small_splits")
 
 LATIN = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "ve", "da", "gu", "zo", "fa"]
-WORDS = (["café", "naïve", "élan", "Ærø", "über", "Straße", "привет", "мир", "данные", "東京", "データ", "学習",
-          "ΣΟΦΟΣ", "λόγος", "ＡＢＣ"]
+WORDS = (["café", "naïve", "élan", "Ærø", "über", "Straße", "привет", "мир", "данные", "東京", "データ",
+          "学習", "ΣΟΦΟΣ", "λόγος", "ＡＢＣ"]
          + sorted({"".join(p) for p in np.random.default_rng(7).choice(LATIN, (400, 3))}))
 
 
@@ -34,13 +34,19 @@ def _same_tokens(a: str, b: str) -> bool:
     return np.array_equal(tokenize_many([a]).values, tokenize_many([b]).values)
 
 
+def _full_width(word: str) -> str:
+    """ASCII letters as their full-width forms (NFKC folds them back)."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalpha() else c for c in word)
+
+
 def _disguise(rng, text: str, newlines: bool = False) -> str:
-    """The same tokens for the pandas rule: case, spacing and punctuation changed, accents decomposed
-    (a case change that changes the token, as upper-casing 'ß' or a final sigma does, is left out)."""
+    """The same tokens for the pandas rule: case, spacing and punctuation changed, accents decomposed,
+    letters full-width (a case change that changes the token, as upper-casing 'ß' or a final sigma does, is left out)."""
     out = []
     for w in text.split(" "):
         r = rng.random()
-        v = w.upper() if r < 0.3 else w.capitalize() if r < 0.5 else unicodedata.normalize("NFD", w) if r < 0.7 else w
+        v = (w.upper() if r < 0.3 else w.capitalize() if r < 0.45 else unicodedata.normalize("NFD", w) if r < 0.6
+             else _full_width(w) if r < 0.75 else w)
         out.append(v if _same_tokens(v, w) else w)
     seps = ["  ", "\t", " ", ", ", "; ", " - ", "...", " «", "» "] + ([" \n ", "\r\n"] if newlines else [])
     return "".join(w + seps[rng.integers(len(seps))] for w in out).strip()
@@ -181,10 +187,12 @@ def test_two_text_columns_and_reference_corpora(tmp_path):
     row_web, row_forum, row_sheet = [r for r in range(len(questions)) if r not in expected][:3]
     for r in (row_web, row_forum, row_sheet):
         questions[r], contexts[r] = _text(rng, 20), _text(rng, 20)
-    (tmp_path / "web.txt").write_text("Crawled page.\n" + _disguise(rng, questions[row_web]) + "\nEnd.", encoding="utf-8")
+    web = "Crawled page.\n" + _disguise(rng, questions[row_web]) + "\nEnd."
+    (tmp_path / "web.txt").write_text(web, encoding="utf-8")
     forum = [{"title": "x", "post": None}, {"post": _text(rng, 30), "id": 2},
              {"id": 3, "post": _disguise(rng, contexts[row_forum]), "title": None}, {"post": _text(rng, 30)}]
-    (tmp_path / "forum.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in forum), encoding="utf-8")
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in forum)
+    (tmp_path / "forum.jsonl").write_text(lines, encoding="utf-8")
     pd.DataFrame({"a": ["", _text(rng, 10), ""], "b": [_text(rng, 30), "", questions[row_sheet]],
                   "n": [1, 2, 3]}).to_csv(tmp_path / "sheet.csv", index=False)
     train = pd.DataFrame({"document": docs, "label": rng.integers(0, 2, len(docs))})

@@ -212,3 +212,15 @@ def test_unknown_spark_setting_is_exit_2(tmp_path, capsys):
     (tmp_path / "audit.yaml").write_text("engine: spark\nspark: {masterr: 'local[2]'}\n")
     assert main(["run", "--config", str(tmp_path / "audit.yaml")]) == 2
     assert "masterr" in capsys.readouterr().err
+
+
+def test_parquet_nanosecond_timestamps_are_read_as_timestamps(tmp_path, spark):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    times = pd.date_range("2024-01-01", periods=4, freq="h").as_unit("ns")
+    pq.write_table(pa.table({"t": pa.array(times, type=pa.timestamp("ns")), "x": [1, 2, 3, 4]}), tmp_path / "t.parquet")
+    ds = spark_mod.load_dataset(tmp_path / "t.parquet", "train")
+    assert ds.dtype("t") == "timestamp_ntz" and ds.columns == ("t", "x")  # naive, as written
+    got = ds.df.orderBy(spark_mod.ROW).toArrow().to_pandas()["t"]
+    assert [str(v) for v in got] == [str(v) for v in times]
