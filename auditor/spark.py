@@ -54,7 +54,8 @@ class SparkSettings(BaseModel):
     driver_memory: str = Field("2g", description="spark.driver.memory: the driver's heap, bounded")
     format: str | None = Field(None, description="csv, parquet or jsonl for paths without a telling extension")
     csv_multiline: bool = Field(
-        False, description="quoted CSV fields may hold newlines (each CSV file is then read by one task)")
+        True, description="quoted CSV fields may hold newlines, as the pandas engine reads them; each CSV file is "
+        "then read by one task. false splits big CSV files across tasks, but a quoted newline would split a row")
     conf: dict[str, str] = Field(default_factory=dict, description="more Spark configuration, e.g. spark.local.dir")
 
 
@@ -196,7 +197,7 @@ def _one_line(e: BaseException) -> str:
     return first.split(" JVM stacktrace:")[0][:300]
 
 
-def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = False) -> "DataFrame":
+def read(spark: "SparkSession", path: str, fmt: str, csv_multiline: bool = True) -> "DataFrame":
     """The file(s) as a DataFrame with :data:`ROW`, the 0-based row number through the files in path order."""
     from pyspark.sql import functions as F
 

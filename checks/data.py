@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -12,6 +13,7 @@ from auditor.report import Finding, Outcome
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
     from auditor.engine import AuditContext
     from auditor.inputs import Dataset
@@ -60,18 +62,17 @@ class Duplicates(Check):
     tracked_metrics = {"train.duplicate_fraction": "lower", "test.duplicate_fraction": "lower", "train.conflicting_groups": "lower"}
     Params = DuplicatesParams
 
+    spark_native = True
+
     def run(self, ctx: "AuditContext", params: DuplicatesParams) -> Outcome:
         import numpy as np
         import pandas as pd
 
-        metrics: dict = {"max_fraction": params.max_fraction, "max_conflicting_groups": params.max_conflicting_groups}
-        findings = []
-        failed = warned = False
+        found = []
         for ds in ctx.datasets():
             ctx.progress.step(f"hashing {ds.name} rows")
             feat_hash, row_hash = _feature_and_row_hashes(ds, params.include_label)
             dup_rows = np.flatnonzero(pd.Series(row_hash).duplicated(keep="first").to_numpy())
-            fraction = len(dup_rows) / ds.n_rows
             conflict_rows: list[int] = []
             n_conflict_groups = 0
             labels = ds.labels()
@@ -81,39 +82,67 @@ class Duplicates(Check):
                 conflicted = frame[n_labels.to_numpy() > 1]
                 conflict_rows = conflicted.index.tolist()
                 n_conflict_groups = int(conflicted["f"].nunique())
-            metrics[ds.name] = {
-                "rows": ds.n_rows,
-                "duplicate_rows": len(dup_rows),
-                "duplicate_fraction": round(fraction, 6),
-                "conflicting_groups": n_conflict_groups,
-                "conflicting_rows": len(conflict_rows),
-            }
-            if len(dup_rows):
-                findings.append(
-                    Finding(
-                        f"{ds.name}: {len(dup_rows)} of {ds.n_rows} rows ({fraction:.2%}) repeat an earlier row",
-                        dataset=ds.name,
-                        rows=tuple(int(r) for r in dup_rows),
-                    )
+            found.append(DatasetDuplicates(ds.name, ds.n_rows, [int(r) for r in dup_rows], conflict_rows,
+                                           n_conflict_groups))
+        return duplicates_outcome(params, found)
+
+    def run_spark(self, ctx: "AuditContext", params: DuplicatesParams) -> Outcome:
+        from auditor.checks.data_spark import duplicates
+
+        return duplicates(ctx, params)
+
+
+@dataclass
+class DatasetDuplicates:
+    """What the duplicate search found in one dataset (rows ascending), whichever engine searched."""
+
+    name: str
+    n_rows: int
+    dup_rows: list[int]
+    conflict_rows: list[int]
+    conflict_groups: int
+
+
+def duplicates_outcome(params: DuplicatesParams, found: "list[DatasetDuplicates]") -> Outcome:
+    """Metrics, findings and verdict of data.duplicates from each dataset's duplicate and conflicting rows."""
+    metrics: dict = {"max_fraction": params.max_fraction, "max_conflicting_groups": params.max_conflicting_groups}
+    findings = []
+    failed = warned = False
+    for d in found:
+        fraction = len(d.dup_rows) / d.n_rows
+        metrics[d.name] = {
+            "rows": d.n_rows,
+            "duplicate_rows": len(d.dup_rows),
+            "duplicate_fraction": round(fraction, 6),
+            "conflicting_groups": d.conflict_groups,
+            "conflicting_rows": len(d.conflict_rows),
+        }
+        if d.dup_rows:
+            findings.append(
+                Finding(
+                    f"{d.name}: {len(d.dup_rows)} of {d.n_rows} rows ({fraction:.2%}) repeat an earlier row",
+                    dataset=d.name,
+                    rows=tuple(int(r) for r in d.dup_rows),
                 )
-                if fraction > params.max_fraction:
-                    failed = True
-                else:
-                    warned = True
-            if n_conflict_groups:
-                findings.append(
-                    Finding(
-                        f"{ds.name}: {n_conflict_groups} groups of identical features carry different labels "
-                        f"({len(conflict_rows)} rows)",
-                        dataset=ds.name,
-                        rows=tuple(int(r) for r in conflict_rows),
-                    )
+            )
+            if fraction > params.max_fraction:
+                failed = True
+            else:
+                warned = True
+        if d.conflict_groups:
+            findings.append(
+                Finding(
+                    f"{d.name}: {d.conflict_groups} groups of identical features carry different labels "
+                    f"({len(d.conflict_rows)} rows)",
+                    dataset=d.name,
+                    rows=tuple(int(r) for r in d.conflict_rows),
                 )
-                if n_conflict_groups > params.max_conflicting_groups:
-                    failed = True
-                else:
-                    warned = True
-        return Outcome(status="fail" if failed else "warn" if warned else "pass", metrics=metrics, findings=findings)
+            )
+            if d.conflict_groups > params.max_conflicting_groups:
+                failed = True
+            else:
+                warned = True
+    return Outcome(status="fail" if failed else "warn" if warned else "pass", metrics=metrics, findings=findings)
 
 
 # ----------------------------------------------------------------------------- class balance
@@ -141,58 +170,74 @@ class ClassBalance(Check):
     tracked_metrics = {"label_shift_tvd": "lower", "train.imbalance_ratio": "lower"}
     Params = ClassBalanceParams
 
+    spark_native = True
+
     def run(self, ctx: "AuditContext", params: ClassBalanceParams) -> Outcome:
-        metrics: dict = params.model_dump()
-        findings = []
-        failed = False
-        dists = {}
+        labelled = []
         for ds in ctx.datasets():
             labels = ds.labels()
             if labels is None:
                 continue
             s = label_series(labels)
-            if s.isna().any():
-                findings.append(Finding(f"{ds.name}: {int(s.isna().sum())} rows have no label", dataset=ds.name,
-                                        rows=tuple(int(i) for i in s.index[s.isna()])))
-                failed = True
-            counts = s.dropna().value_counts().sort_index()
-            dists[ds.name] = counts / counts.sum()
-            entry = {"classes": len(counts), "counts": {str(k): int(v) for k, v in counts.items()}}
-            if len(counts) >= 2:
-                ratio = float(counts.max() / counts.min())
-                entry["imbalance_ratio"] = round(ratio, 4)
-                if ds.name == "train" and ratio > params.max_ratio:
-                    failed = True
-                    findings.append(Finding(
-                        f"train: largest class {counts.idxmax()!r} ({counts.max()}) outnumbers smallest "
-                        f"{counts.idxmin()!r} ({counts.min()}) {ratio:.1f}:1 (limit {params.max_ratio:g}:1)",
-                        dataset="train"))
-            elif ds.name == "train":
-                failed = True
-                findings.append(Finding("train: only one class present", dataset="train"))
-            if ds.name == "train":
-                rare = counts[counts < params.min_class_count]
-                if len(rare):
-                    failed = True
-                    findings.append(Finding(
-                        f"train: {len(rare)} classes have fewer than {params.min_class_count} rows: "
-                        + ", ".join(f"{k!r} ({v})" for k, v in rare.items()), dataset="train"))
-            metrics[ds.name] = entry
-        if "train" in dists and "test" in dists:
-            train, test = dists["train"], dists["test"]
-            unseen = sorted(set(test.index) - set(train.index))
-            if unseen:
-                failed = True
-                findings.append(Finding(f"test: classes never seen in training: {', '.join(map(repr, unseen))}",
-                                        dataset="test"))
-            keys = sorted(set(train.index) | set(test.index))
-            tvd = 0.5 * sum(abs(float(train.get(k, 0.0)) - float(test.get(k, 0.0))) for k in keys)
-            metrics["label_shift_tvd"] = round(tvd, 6)
-            if tvd > params.max_label_shift:
+            missing = [int(i) for i in s.index[s.isna()]]
+            labelled.append((ds.name, s.dropna().value_counts(), missing))
+        return balance_outcome(params, labelled)
+
+    def run_spark(self, ctx: "AuditContext", params: ClassBalanceParams) -> Outcome:
+        from auditor.checks.data_spark import class_balance
+
+        return class_balance(ctx, params)
+
+
+def balance_outcome(params: ClassBalanceParams, labelled: "list[tuple[str, pd.Series, list[int]]]") -> Outcome:
+    """Metrics, findings and verdict of data.class_balance from each labelled dataset's
+    (name, count per label as label_series text, rows without a label), whichever engine counted them."""
+    metrics: dict = params.model_dump()
+    findings = []
+    failed = False
+    dists = {}
+    for name, counts, missing in labelled:
+        if missing:
+            findings.append(Finding(f"{name}: {len(missing)} rows have no label", dataset=name, rows=tuple(missing)))
+            failed = True
+        counts = counts.sort_index()
+        dists[name] = counts / counts.sum()
+        entry = {"classes": len(counts), "counts": {str(k): int(v) for k, v in counts.items()}}
+        if len(counts) >= 2:
+            ratio = float(counts.max() / counts.min())
+            entry["imbalance_ratio"] = round(ratio, 4)
+            if name == "train" and ratio > params.max_ratio:
                 failed = True
                 findings.append(Finding(
-                    f"train and test label distributions differ by {tvd:.3f} (total variation; limit {params.max_label_shift:g})"))
-        return Outcome(status="fail" if failed else "pass", metrics=metrics, findings=findings)
+                    f"train: largest class {counts.idxmax()!r} ({counts.max()}) outnumbers smallest "
+                    f"{counts.idxmin()!r} ({counts.min()}) {ratio:.1f}:1 (limit {params.max_ratio:g}:1)",
+                    dataset="train"))
+        elif name == "train":
+            failed = True
+            findings.append(Finding("train: only one class present", dataset="train"))
+        if name == "train":
+            rare = counts[counts < params.min_class_count]
+            if len(rare):
+                failed = True
+                findings.append(Finding(
+                    f"train: {len(rare)} classes have fewer than {params.min_class_count} rows: "
+                    + ", ".join(f"{k!r} ({v})" for k, v in rare.items()), dataset="train"))
+        metrics[name] = entry
+    if "train" in dists and "test" in dists:
+        train, test = dists["train"], dists["test"]
+        unseen = sorted(set(test.index) - set(train.index))
+        if unseen:
+            failed = True
+            findings.append(Finding(f"test: classes never seen in training: {', '.join(map(repr, unseen))}",
+                                    dataset="test"))
+        keys = sorted(set(train.index) | set(test.index))
+        tvd = 0.5 * sum(abs(float(train.get(k, 0.0)) - float(test.get(k, 0.0))) for k in keys)
+        metrics["label_shift_tvd"] = round(tvd, 6)
+        if tvd > params.max_label_shift:
+            failed = True
+            findings.append(Finding(
+                f"train and test label distributions differ by {tvd:.3f} (total variation; limit {params.max_label_shift:g})"))
+    return Outcome(status="fail" if failed else "pass", metrics=metrics, findings=findings)
 
 
 # ----------------------------------------------------------------------------- drift

@@ -33,12 +33,15 @@ def _status(fraction: float, count: int, max_fraction: float) -> str:
 def compared_columns(train: "Dataset", test: "Dataset", include_label: bool, columns: list[str] | None,
                      ignore: list[str] = ()) -> list[str]:
     """Columns compared between the sets: feature columns both share (plus the label when asked), in training order."""
+    def names(ds) -> list[str]:  # a SparkDataset has no in-memory table
+        return list(ds.columns) if getattr(ds, "is_spark", False) else list(ds.table().columns)
+
     if columns is not None:
-        missing = [c for c in columns if c not in train.table().columns or c not in test.table().columns]
+        missing = [c for c in columns if c not in names(train) or c not in names(test)]
         if missing:
             raise ValueError(f"column(s) {missing} not in both the training and the test set")
         return list(columns)
-    test_cols = set(test.table().columns)
+    test_cols = set(names(test))
     cols = [c for c in train.feature_columns if c in test_cols and c not in set(ignore)]
     if include_label and train.label and test.label == train.label and train.label in test_cols:
         cols.append(train.label)
@@ -106,6 +109,8 @@ class ExactDuplicates(Check):
     controls = LEAKAGE_CONTROLS + ("mitre-atlas:AML.T0059",)
     Params = ExactParams
 
+    spark_native = True
+
     def run(self, ctx: "AuditContext", params: ExactParams) -> Outcome:
         import numpy as np
 
@@ -113,28 +118,45 @@ class ExactDuplicates(Check):
         m, cols = exact_matches(ctx.train, ctx.test, params.include_label, params.columns, params.ignore)
         if not cols:
             return Outcome.skipped("the training and test sets share no columns to compare")
-        n_test = ctx.test.n_rows
-        fraction = len(m.test_rows) / n_test
-        metrics: dict = {
-            "max_fraction": params.max_fraction, "include_label": params.include_label,
-            "columns_compared": len(cols), "test_rows": n_test, "train_rows": ctx.train.n_rows,
-            "leaked_rows": int(len(m.test_rows)), "leaked_fraction": round(fraction, 6),
-            "distinct_train_rows_copied": int(len(np.unique(m.train_rows))),
-        }
-        findings = []
+        same_label = None
         if len(m.test_rows):
             y_tr, y_te = ctx.train.labels(), ctx.test.labels()
             if y_tr is not None and y_te is not None and not params.include_label:
                 same = lh.canonical(np.asarray(y_tr)[m.train_rows]).equals(lh.canonical(np.asarray(y_te)[m.test_rows]))
-                metrics["leaked_rows_same_label"] = int(same.sum())
-            findings.append(Finding(
-                f"test: {len(m.test_rows)} of {n_test} rows ({fraction:.2%}) are exact copies of training rows",
-                dataset="test", rows=tuple(int(r) for r in m.test_rows),
-                details={"matches": [[int(a), int(b)] for a, b in zip(m.test_rows, m.train_rows)],
-                         "match_columns": ["test_row", "train_row"],
-                         "train_copies": [int(c) for c in m.train_copies]},
-            ))
-        return Outcome(status=_status(fraction, len(m.test_rows), params.max_fraction), metrics=metrics, findings=findings)
+                same_label = int(same.sum())
+        return exact_outcome(params, ctx.test.n_rows, ctx.train.n_rows, len(cols), m, same_label)
+
+    def run_spark(self, ctx: "AuditContext", params: ExactParams) -> Outcome:
+        from auditor.checks.leakage_exact_spark import exact_duplicates
+
+        return exact_duplicates(ctx, params)
+
+
+def exact_outcome(params: ExactParams, n_test: int, n_train: int, n_cols: int, m: "lh.Matches",
+                  same_label: int | None) -> Outcome:
+    """Metrics, findings and verdict of leakage.exact_duplicates from the matches (test rows ascending), whichever
+    engine found them; ``same_label``: how many matched pairs share their label (None when not compared)."""
+    import numpy as np
+
+    fraction = len(m.test_rows) / n_test
+    metrics: dict = {
+        "max_fraction": params.max_fraction, "include_label": params.include_label,
+        "columns_compared": n_cols, "test_rows": n_test, "train_rows": n_train,
+        "leaked_rows": int(len(m.test_rows)), "leaked_fraction": round(fraction, 6),
+        "distinct_train_rows_copied": int(len(np.unique(m.train_rows))),
+    }
+    findings = []
+    if len(m.test_rows):
+        if same_label is not None:
+            metrics["leaked_rows_same_label"] = same_label
+        findings.append(Finding(
+            f"test: {len(m.test_rows)} of {n_test} rows ({fraction:.2%}) are exact copies of training rows",
+            dataset="test", rows=tuple(int(r) for r in m.test_rows),
+            details={"matches": [[int(a), int(b)] for a, b in zip(m.test_rows, m.train_rows)],
+                     "match_columns": ["test_row", "train_row"],
+                     "train_copies": [int(c) for c in m.train_copies]},
+        ))
+    return Outcome(status=_status(fraction, len(m.test_rows), params.max_fraction), metrics=metrics, findings=findings)
 
 
 # ----------------------------------------------------------------------------- near duplicates

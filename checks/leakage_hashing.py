@@ -137,7 +137,7 @@ def _canon_objects(values: "np.ndarray", float32: bool) -> Canonical:
         num[idx[~miss]] = v[~miss]
     if is_ts.any():
         idx = np.flatnonzero(is_ts)
-        stamps = pd.to_datetime(s[is_ts], utc=True)
+        stamps = pd.to_datetime(s[is_ts], utc=True).dt.as_unit("ns")  # dates parse at second resolution
         ok = stamps.notna().to_numpy()
         kind[idx[ok]] = 3
         ints[idx[ok]] = stamps[ok].astype("int64").to_numpy() if ok.any() else ints[idx[ok]]

@@ -177,15 +177,16 @@ def test_clean_text_and_thresholds_agree(tmp_path):
 
 def test_two_text_columns_and_reference_corpora(tmp_path):
     """Rows pool their text columns (on a tie in span, the source is the first column's); reference
-    corpora (.txt, .jsonl with nulls and keys in file order, .csv with empty fields) name the same rows."""
+    corpora (.txt, .jsonl with nulls and keys in file order, .csv with empty fields, .parquet with nulls)
+    name the same rows."""
     docs, questions, expected, _ = _planted(3)
     rng = np.random.default_rng(103)
     contexts = [_text(rng, 25) for _ in questions]
     for k, q in enumerate(list(expected)[:3]):  # the context, as long as the question, pasted into doc k
         contexts[q] = _text(rng, expected[q][1])
         docs[k] += " " + contexts[q] + "."
-    row_web, row_forum, row_sheet = [r for r in range(len(questions)) if r not in expected][:3]
-    for r in (row_web, row_forum, row_sheet):
+    row_web, row_forum, row_sheet, row_pq = [r for r in range(len(questions)) if r not in expected][:4]
+    for r in (row_web, row_forum, row_sheet, row_pq):
         questions[r], contexts[r] = _text(rng, 20), _text(rng, 20)
     web = "Crawled page.\n" + _disguise(rng, questions[row_web]) + "\nEnd."
     (tmp_path / "web.txt").write_text(web, encoding="utf-8")
@@ -195,14 +196,16 @@ def test_two_text_columns_and_reference_corpora(tmp_path):
     (tmp_path / "forum.jsonl").write_text(lines, encoding="utf-8")
     pd.DataFrame({"a": ["", _text(rng, 10), ""], "b": [_text(rng, 30), "", questions[row_sheet]],
                   "n": [1, 2, 3]}).to_csv(tmp_path / "sheet.csv", index=False)
+    pd.DataFrame({"t": [None, _text(rng, 20), None, _text(rng, 20)],
+                  "u": [_text(rng, 20), None, questions[row_pq].upper(), None]}).to_parquet(tmp_path / "dump.parquet")
     train = pd.DataFrame({"document": docs, "label": rng.integers(0, 2, len(docs))})
     test = pd.DataFrame({"question": questions, "context": contexts, "label": rng.integers(0, 2, len(questions))})
     train_path, test_path = _write(tmp_path, "csv", train, test)
-    policy = _policy(tmp_path, "{reference_corpora: [web.txt, forum.jsonl, sheet.csv]}")
+    policy = _policy(tmp_path, "{reference_corpora: [web.txt, forum.jsonl, sheet.csv, dump.parquet]}")
     p, s = both_engines("contamination.ngram", policy, train=train_path, test=test_path)
     assert_same(p, s)
     assert s.metrics["test_columns"] == ["question", "context"]
-    assert flagged(s) == {"test": sorted(set(expected) | {row_web, row_forum, row_sheet})}
+    assert flagged(s) == {"test": sorted(set(expected) | {row_web, row_forum, row_sheet, row_pq})}
     by_row = {m["test_row"]: m for m in s.metrics["contaminated"]}
     for q, (doc, span) in expected.items():
         assert (by_row[q]["source_row"], by_row[q]["longest_span_tokens"]) == (doc, span)
@@ -210,3 +213,4 @@ def test_two_text_columns_and_reference_corpora(tmp_path):
     assert (by_row[row_web]["source"], by_row[row_web]["source_row"]) == ("reference:web.txt", 0)
     assert (by_row[row_forum]["source"], by_row[row_forum]["source_row"]) == ("reference:forum.jsonl", 2)
     assert (by_row[row_sheet]["source"], by_row[row_sheet]["source_row"]) == ("reference:sheet.csv", 5)
+    assert (by_row[row_pq]["source"], by_row[row_pq]["source_row"]) == ("reference:dump.parquet", 3)

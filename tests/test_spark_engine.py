@@ -49,12 +49,24 @@ def _write(frame: pd.DataFrame, folder: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet", "folder"])
 def test_row_numbers_are_rows_of_the_files(tmp_path, small_splits, kind):
     path = _write(_table(), tmp_path, kind)
-    ds = spark_mod.load_dataset(path, "train")
+    # CSV split across tasks (csv_multiline: false); by default each CSV file is one task
+    ds = spark_mod.load_dataset(path, "train", settings=spark_mod.SparkSettings(csv_multiline=False))
     assert ds.df.rdd.getNumPartitions() > 3  # the numbering crosses many split boundaries
     got = ds.df.select("id", spark_mod.ROW).toArrow().to_pandas()
     assert len(got) == ds.n_rows == 3000
     assert (got["id"].to_numpy() == got[spark_mod.ROW].to_numpy()).all()
     assert ds.columns == ("id", "x", "word") and ds.label is None
+
+
+def test_csv_newlines_inside_quoted_fields_keep_rows(tmp_path, small_splits):
+    frame = _table(400)
+    frame.loc[[5, 150, 399], "word"] = ["two\nlines", "a \"quoted\"\nvalue, with comma", "end\r\nline"]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    ds = spark_mod.load_dataset(tmp_path / "t.csv", "train")
+    got = ds.df.orderBy(spark_mod.ROW).toArrow().to_pandas()
+    expected = load_dataset(tmp_path / "t.csv", "train").frame
+    assert ds.n_rows == 400 and (got[spark_mod.ROW].to_numpy() == np.arange(400)).all()
+    assert got["word"].tolist() == expected["word"].tolist() and (got["id"].to_numpy() == expected["id"].to_numpy()).all()
 
 
 def test_folder_and_glob_read_the_same_rows_and_digest(tmp_path, small_splits):
