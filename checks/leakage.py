@@ -208,6 +208,12 @@ class NearDuplicates(Check):
     default_severity = "high"
     controls = LEAKAGE_CONTROLS + ("mitre-atlas:AML.T0059",)
     Params = NearParams
+    spark_native = True
+
+    def run_spark(self, ctx: "AuditContext", params: NearParams) -> Outcome:
+        from auditor.checks.leakage_neighbours_spark import run
+
+        return run(ctx, params)
 
     def run(self, ctx: "AuditContext", params: NearParams) -> Outcome:
         from threadpoolctl import threadpool_limits

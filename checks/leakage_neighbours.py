@@ -49,6 +49,10 @@ PCA_DIMS = 64
 #: blocks of at least this many rows in at most this many dimensions are searched with a KD-tree
 KD_TREE_MAX_DIMS = 12
 KD_TREE_MIN_ROWS = 256
+#: training rows the E2LSH planner measures cell crowding on
+PLAN_SAMPLE = 20000
+#: text LSH: training rows kept per (band, bucket), the first in row order
+TEXT_MAX_CANDIDATES = 50
 
 
 @dataclass
@@ -345,6 +349,44 @@ class Reference:
         }
 
 
+def reference_sample(n: int, rng: "np.random.Generator", sample_rows: int = 2000,
+                     max_index_rows: int = 200_000) -> "tuple[np.ndarray, np.ndarray]":
+    """Which distinct training rows the null model uses: (index rows searched, sorted positions into the
+    index of the sampled query rows). Draws from ``rng`` in a fixed order, so every engine samples alike."""
+    import numpy as np
+
+    index_ids = np.arange(n)
+    if n > max_index_rows:
+        index_ids = np.sort(rng.choice(n, max_index_rows, replace=False))
+    k = min(sample_rows, len(index_ids))
+    local = np.sort(rng.choice(len(index_ids), k, replace=False))
+    return index_ids, local
+
+
+def reference_fit(nb: Neighbours, n: int, dims: int, index_rows: int, max_ratio: float) -> Reference | None:
+    """The null model from the sampled rows' two nearest other rows in the index (``nb``, one entry per
+    sampled row); ``n`` distinct training rows in all, ``index_rows`` of them searched."""
+    import numpy as np
+
+    good = np.isfinite(nb.d1) & (nb.d1 > 0)
+    d = nb.d1[good]
+    if len(d) < 20:
+        return None
+    subset = index_rows < n
+    r25, r75 = (float(v) for v in np.percentile(d, [25, 75]))
+    m_w = weibull_shape(r25, r75)
+    if subset and math.isfinite(m_w) and m_w > 0:
+        factor = (index_rows / n) ** (1.0 / m_w)
+        r25, r75 = r25 * factor, r75 * factor
+    both = good & np.isfinite(nb.d2)
+    mu = nb.d2[both] / nb.d1[both]
+    med = float(np.median(mu)) if len(mu) >= 20 else float("nan")
+    m2 = math.log(2.0) / math.log(med) if med > 1 else float("inf")
+    m2 = min(m2, float(dims)) if math.isfinite(med) else float(dims)
+    return Reference(len(nb.d1), int(len(d)), r25, r75, m_w, max_ratio * r25, m2, int(index_rows),
+                     n if subset else None)
+
+
 def reference(space_train: "np.ndarray", block: "np.ndarray", rng: "np.random.Generator", max_ratio: float,
               sample_rows: int = 2000, max_index_rows: int = 200_000) -> Reference | None:
     """The null model from the two nearest other (distinct) training rows of a sample of training
@@ -354,33 +396,11 @@ def reference(space_train: "np.ndarray", block: "np.ndarray", rng: "np.random.Ge
     that size and the distance quartiles rescaled to the full size with the fitted Weibull shape
     (distances scale as (subset / full) ** (1 / m)); the TwoNN ratio is scale-free.
     """
-    import numpy as np
-
     n, dims = space_train.shape
-    index_ids = np.arange(n)
-    subset = n > max_index_rows
-    if subset:
-        index_ids = np.sort(rng.choice(n, max_index_rows, replace=False))
-    k = min(sample_rows, len(index_ids))
-    local = np.sort(rng.choice(len(index_ids), k, replace=False))
+    index_ids, local = reference_sample(n, rng, sample_rows, max_index_rows)
     nb = nearest(space_train[index_ids[local]], block[index_ids[local]], space_train[index_ids], block[index_ids],
                  self_ids=local)
-    good = np.isfinite(nb.d1) & (nb.d1 > 0)
-    d = nb.d1[good]
-    if len(d) < 20:
-        return None
-    r25, r75 = (float(v) for v in np.percentile(d, [25, 75]))
-    m_w = weibull_shape(r25, r75)
-    if subset and math.isfinite(m_w) and m_w > 0:
-        factor = (max_index_rows / n) ** (1.0 / m_w)
-        r25, r75 = r25 * factor, r75 * factor
-    both = good & np.isfinite(nb.d2)
-    mu = nb.d2[both] / nb.d1[both]
-    med = float(np.median(mu)) if len(mu) >= 20 else float("nan")
-    m2 = math.log(2.0) / math.log(med) if med > 1 else float("inf")
-    m2 = min(m2, float(dims)) if math.isfinite(med) else float(dims)
-    return Reference(k, int(len(d)), r25, r75, m_w, max_ratio * r25, m2, int(len(index_ids)),
-                     n if subset else None)
+    return reference_fit(nb, n, dims, len(index_ids), max_ratio)
 
 
 def p_values(nb: Neighbours, ref: Reference, searched_radius: float | None = None) -> "np.ndarray":
@@ -409,15 +429,18 @@ def p_values(nb: Neighbours, ref: Reference, searched_radius: float | None = Non
     return np.nan_to_num(p, nan=1.0)
 
 
-def bh_cutoff(p: "np.ndarray", q: float) -> float:
-    """Benjamini-Hochberg: the largest p-value rejected at false discovery rate q (0.0: none)."""
+def bh_cutoff(p: "np.ndarray", q: float, n: int | None = None) -> float:
+    """Benjamini-Hochberg: the largest p-value rejected at false discovery rate q (0.0: none).
+
+    ``n``: the number of hypotheses when ``p`` holds only some of them (the others' p-values exceed q,
+    so they cannot be rejected and only count)."""
     import numpy as np
 
-    n = len(p)
-    if not n:
+    n = len(p) if n is None else n
+    if not n or not len(p):
         return 0.0
     srt = np.sort(p)
-    ok = np.flatnonzero(srt <= q * np.arange(1, n + 1) / n)
+    ok = np.flatnonzero(srt <= q * np.arange(1, len(srt) + 1) / n)
     return float(srt[ok[-1]]) if len(ok) else 0.0
 
 
@@ -444,8 +467,9 @@ class GridPlan:
     pair_recall: float  # collision probability of a pair exactly at the radius
 
 
-def _cell_keys(X: "np.ndarray", block: "np.ndarray", G: "np.ndarray", offset: "np.ndarray", width: float,
-               chunk: int = 1 << 18) -> "np.ndarray":
+def cell_keys(X: "np.ndarray", block: "np.ndarray", G: "np.ndarray", offset: "np.ndarray", width: float,
+              chunk: int = 1 << 18) -> "np.ndarray":
+    """Each row's E2LSH cell in one table: a hash of its block and floor((x . G + offset) / width)."""
     import numpy as np
 
     h = mix64(block ^ np.uint64(0x9E3779B97F4A7C15))  # mixed first: raw block ids must not cancel against coordinates
@@ -460,24 +484,29 @@ def _cell_keys(X: "np.ndarray", block: "np.ndarray", G: "np.ndarray", offset: "n
 
 
 def plan_grid(X: "np.ndarray", block: "np.ndarray", radius: float, rng: "np.random.Generator",
-              target_recall: float = 0.99, max_tables: int = 64, max_crowd: float = 4.0) -> GridPlan:
+              target_recall: float = 0.99, max_tables: int = 64, max_crowd: float = 4.0,
+              population: int | None = None) -> GridPlan:
     """Projections per table: the fewest keeping a row's expected same-cell training rows under
-    ``max_crowd``; tables: enough to reach ``target_recall`` for a pair exactly ``radius`` apart."""
+    ``max_crowd``; tables: enough to reach ``target_recall`` for a pair exactly ``radius`` apart.
+
+    ``population``: ``X`` is already a sample (PLAN_SAMPLE rows drawn as below) of that many rows."""
     import numpy as np
 
     width = 4.0 * radius
     q = 1.0 - math.sqrt(2.0 / math.pi) * radius / width  # P(same cell along one projection) at the radius
-    if len(X) > 20000:
-        idx = rng.choice(len(X), 20000, replace=False)
+    if population is not None:
+        sample, sb = X, block
+    elif len(X) > PLAN_SAMPLE:
+        idx = rng.choice(len(X), PLAN_SAMPLE, replace=False)
         sample, sb = X[idx], block[idx]
     else:
         sample, sb = X, block
-    scale_up = len(X) / len(sample)
+    scale_up = (population or len(X)) / len(sample)
     p = 1
     while p < 32:
         G = rng.standard_normal((X.shape[1], p))
         off = rng.uniform(0, width, p)
-        _, counts = np.unique(_cell_keys(sample, sb, G, off, width), return_counts=True)
+        _, counts = np.unique(cell_keys(sample, sb, G, off, width), return_counts=True)
         c = counts.astype(np.float64)
         crowd = float((c * (c - 1)).sum() / c.sum()) * scale_up
         if crowd <= max_crowd:
@@ -530,8 +559,8 @@ def grid_search(train: "np.ndarray", t_block: "np.ndarray", test: "np.ndarray", 
     for _ in range(plan.tables):
         G = rng.standard_normal((train.shape[1], plan.cells_per_table))
         off = rng.uniform(0, plan.width, plan.cells_per_table)
-        tk = _cell_keys(train, t_block, G, off, plan.width)
-        qk = _cell_keys(test, q_block, G, off, plan.width)
+        tk = cell_keys(train, t_block, G, off, plan.width)
+        qk = cell_keys(test, q_block, G, off, plan.width)
         order = np.argsort(tk, kind="stable")
         sk = tk[order]
         lo = np.searchsorted(sk, qk, "left")
@@ -630,8 +659,29 @@ def jaccard(a: "np.ndarray", b: "np.ndarray") -> float:
     return inter / (len(a) + len(b) - inter)
 
 
+def band_keys(sig: "np.ndarray", bands: int) -> "np.ndarray":
+    """(docs, bands) uint64 LSH keys: band b hashes signature columns b * rows .. (b + 1) * rows - 1."""
+    import numpy as np
+
+    rows = sig.shape[1] // bands
+    out = np.empty((len(sig), bands), dtype=np.uint64)
+    for b in range(bands):
+        h = np.full(len(sig), b + 1, dtype=np.uint64)
+        for j in range(b * rows, (b + 1) * rows):
+            h = combine(h, sig[:, j].copy())
+        out[:, b] = h
+    return out
+
+
+def text_lsh_stats(candidate_pairs: int, threshold: float, k: int, num_perm: int, bands: int) -> dict:
+    """The text search's metrics: its LSH shape and the chance a pair exactly at the threshold collides."""
+    rows = num_perm // bands
+    return {"candidate_pairs": int(candidate_pairs), "bands": bands, "rows_per_band": rows, "num_perm": num_perm,
+            "shingle_tokens": k, "lsh_recall_at_threshold": round(1 - (1 - threshold ** rows) ** bands, 6)}
+
+
 def text_near_duplicates(train_texts: Sequence[str], test_texts: Sequence[str], threshold: float, k: int,
-                         num_perm: int, bands: int, seed: int, max_candidates: int = 50
+                         num_perm: int, bands: int, seed: int, max_candidates: int = TEXT_MAX_CANDIDATES
                          ) -> "tuple[np.ndarray, np.ndarray, dict]":
     """Best training match per test text among LSH candidates, by exact Jaccard of shingle sets:
     (jaccard or 0, train row or -1, stats)."""
@@ -639,18 +689,12 @@ def text_near_duplicates(train_texts: Sequence[str], test_texts: Sequence[str], 
 
     tr, te = shingle_sets(train_texts, k), shingle_sets(test_texts, k)
     sig_tr, sig_te = minhash_signatures(tr, num_perm, seed), minhash_signatures(te, num_perm, seed)
-    rows = num_perm // bands
     cand_q, cand_t = [], []
     ok_tr = np.flatnonzero(tr.sizes > 0)
     ok_te = np.flatnonzero(te.sizes > 0)
+    keys_tr, keys_te = band_keys(sig_tr[ok_tr], bands), band_keys(sig_te[ok_te], bands)
     for b in range(bands):
-        def band_key(sig, ids):
-            h = np.full(len(ids), b + 1, dtype=np.uint64)
-            for j in range(b * rows, (b + 1) * rows):
-                h = combine(h, sig[ids, j].copy())
-            return h
-
-        kt, kq = band_key(sig_tr, ok_tr), band_key(sig_te, ok_te)
+        kt, kq = keys_tr[:, b], keys_te[:, b]
         order = np.argsort(kt, kind="stable")
         sk = kt[order]
         lo, hi = np.searchsorted(sk, kq, "left"), np.searchsorted(sk, kq, "right")
@@ -675,8 +719,6 @@ def text_near_duplicates(train_texts: Sequence[str], test_texts: Sequence[str], 
             if j > best_j[qi] or (j == best_j[qi] and best_t[qi] > ti):
                 best_j[qi], best_t[qi] = j, ti
     found = best_j >= threshold
-    stats = {"candidate_pairs": n_pairs, "bands": bands, "rows_per_band": rows, "num_perm": num_perm,
-             "shingle_tokens": k,
-             "lsh_recall_at_threshold": round(1 - (1 - threshold ** rows) ** bands, 6)}
+    stats = text_lsh_stats(n_pairs, threshold, k, num_perm, bands)
     best_t[~found & (best_j == 0)] = -1
     return best_j, best_t, stats
