@@ -392,7 +392,11 @@ def run_measured(cmd: list[str], cwd: Path, log: Path, tree_cap: int, timeout: f
                 timeline.append([round(elapsed, 1), round(total / 2**20)])
             if total > tree_cap or elapsed > timeout:
                 killed = f"tree RSS {total / 2**30:.1f} GiB > cap" if total > tree_cap else f"timeout {timeout:.0f} s"
-                os.killpg(proc.pid, signal.SIGKILL)
+                for pid in [proc.pid, *_tree(proc.pid)]:  # the group, and any descendant in another group (JVM)
+                    try:
+                        os.killpg(pid, signal.SIGKILL) if pid == proc.pid else os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 proc.wait()
                 break
             time.sleep(0.5)
