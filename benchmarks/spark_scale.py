@@ -313,8 +313,11 @@ checks:
 """
 
 
-def write_policy(path: Path, sample_rows: int) -> Path:
-    path.write_text(POLICY.format(sample_rows=sample_rows, segments=json.dumps(SEGMENTS)))
+def write_policy(path: Path, sample_rows: int, near: bool = True) -> Path:
+    text = POLICY.format(sample_rows=sample_rows, segments=json.dumps(SEGMENTS))
+    if not near:  # --near-max-rows: the near-duplicate search is measured at the sizes it finishes in time
+        text = text.replace("  leakage.near_duplicates: {params:", "  leakage.near_duplicates: {enabled: false, params:")
+    path.write_text(text)
     return path
 
 
@@ -455,7 +458,10 @@ def audit(engine: str, size: int, train: Path, test: Path, workdir: Path, args, 
     out = workdir / f"{engine}-{size}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "auditor", "run", "--engine", engine, "--policy", str(workdir / "policy.yaml"),
+    near = args.near_max_rows is None or size <= args.near_max_rows
+    policy = workdir / ("policy.yaml" if near else "policy-without-near.yaml")
+    write_policy(policy, args.sample_rows, near)
+    cmd = [sys.executable, "-m", "auditor", "run", "--engine", engine, "--policy", str(policy),
            "--train", str(train), "--test", str(test), "--label", "label", "--out", str(out / "report"),
            "--format", "json"]
     if engine == "spark":
@@ -464,7 +470,8 @@ def audit(engine: str, size: int, train: Path, test: Path, workdir: Path, args, 
         cmd = ["prlimit", f"--as={int(args.pandas_as_gib * 2**30)}", "--", *cmd]
     print(f"run: {engine} {size:,} rows: {' '.join(cmd)}", file=sys.stderr)
     m = run_measured(cmd, workdir, out / "auditor", int(args.tree_cap_gib * 2**30), args.timeout)
-    row = {"engine": engine, "rows": size, "test_rows": args.test_rows, "command": " ".join(cmd), **m}
+    row = {"engine": engine, "rows": size, "test_rows": args.test_rows, "command": " ".join(cmd),
+           "near_duplicates_enabled": near, **m}
     if engine == "spark":
         row["driver_memory"] = args.driver_memory
         row["master"] = args.master
@@ -576,6 +583,8 @@ def main() -> None:
                     help="kill a run whose process tree's resident memory exceeds this (the machine is shared)")
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds before a run is killed")
     ap.add_argument("--sample-rows", type=int, default=50_000, help="policy sample.rows (non-native checks on Spark)")
+    ap.add_argument("--near-max-rows", type=int, default=None,
+                    help="disable leakage.near_duplicates above this training size (when it is too slow there)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--local-dir", type=Path, default=Path("/tmp/spark-scale-local"), help="spark.local.dir")
@@ -595,7 +604,6 @@ def main() -> None:
     workdir = args.data / "runs"
     workdir.mkdir(exist_ok=True)
     args.local_dir.mkdir(parents=True, exist_ok=True)
-    write_policy(workdir / "policy.yaml", args.sample_rows)
     write_config(workdir / "audit.yaml", args.master, args.driver_memory, args.local_dir)
     test = args.data / "test.parquet"
     results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -630,8 +638,8 @@ def main() -> None:
     both = sorted(n for e, n in by_key if e == "spark" and by_key.get(("pandas", n), {}).get("flagged") is not None
                   and by_key[("spark", n)].get("flagged") is not None)
     results["agreement"] = {str(n): agreement(by_key[("pandas", n)], by_key[("spark", n)]) for n in both}
-    done = sorted(n for e, n in by_key if e == "pandas" and by_key[(e, n)]["result"] != "failed"
-                  and by_key.get(("spark", n), {}).get("result", "failed") != "failed")
+    done = sorted(n for e, n in by_key if e == "pandas" and by_key[(e, n)]["result"] == "completed"
+                  and by_key.get(("spark", n), {}).get("result") == "completed")
     if done:  # Spark against pandas at the largest size both finish
         p, q = by_key[("pandas", done[-1])], by_key[("spark", done[-1])]
         results["spark_vs_pandas"] = {"rows": done[-1], "wall_ratio": round(q["wall_s"] / p["wall_s"], 2),
