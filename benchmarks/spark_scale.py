@@ -253,9 +253,9 @@ def expected(planted: dict, n_train: int) -> dict:
     }
 
 
-def spark_input(data: Path, n: int, chunk: int) -> Path:
+def spark_input(data: Path, workdir: Path, n: int, chunk: int) -> Path:
     """A folder of hard links to the first ``n / chunk`` part files: the size-``n`` training set for Spark."""
-    folder = data / f"train-{n}.parts"
+    folder = workdir / f"train-{n}.parts"
     parts = sorted((data / "train").glob("part-*.parquet"))[: n // chunk]
     if not folder.exists():
         folder.mkdir()
@@ -264,11 +264,11 @@ def spark_input(data: Path, n: int, chunk: int) -> Path:
     return folder
 
 
-def pandas_input(data: Path, n: int, chunk: int) -> Path:
+def pandas_input(data: Path, workdir: Path, n: int, chunk: int) -> Path:
     """One Parquet file with the same rows (the pandas engine reads single files), copied part by part."""
     import pyarrow.parquet as pq
 
-    out = data / f"train-{n}.parquet"
+    out = workdir / f"train-{n}.parquet"
     if out.exists():
         return out
     tmp = out.with_suffix(".tmp")
@@ -313,19 +313,26 @@ checks:
 """
 
 
-def write_policy(path: Path, sample_rows: int, near: bool = True) -> Path:
+def write_policy(path: Path, sample_rows: int, near: bool = True, only: list[str] | None = None) -> Path:
+    """The policy above; without near-duplicates (``--near-max-rows``) or with only some checks (``--only``)."""
+    import yaml
+
     text = POLICY.format(sample_rows=sample_rows, segments=json.dumps(SEGMENTS))
-    if not near:  # --near-max-rows: the near-duplicate search is measured at the sizes it finishes in time
-        text = text.replace("  leakage.near_duplicates: {params:", "  leakage.near_duplicates: {enabled: false, params:")
-    path.write_text(text)
+    doc = yaml.safe_load(text)
+    off = [c for c in doc["checks"] if (c == "leakage.near_duplicates" and not near) or (only and c not in only)]
+    for check in off:
+        doc["checks"][check]["enabled"] = False
+    path.write_text(text if not off else POLICY.splitlines()[0] + "\n" + yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
-def write_config(path: Path, master: str, driver_memory: str, local_dir: Path) -> Path:
-    path.write_text(
-        "# audit.yaml for the Spark runs: the driver (and, on local[N], the executors in it) bounded to "
-        f"{driver_memory}\nspark:\n  master: \"{master}\"\n  driver_memory: \"{driver_memory}\"\n"
-        f"  conf: {{spark.local.dir: \"{local_dir}\"}}\n")
+def write_config(path: Path, master: str, driver_memory: str, local_dir: Path, conf: list[str]) -> Path:
+    """audit.yaml for the Spark runs: the driver (and, on local[N], the executors inside it) bounded."""
+    import yaml
+
+    extra = dict(kv.split("=", 1) for kv in conf)
+    spark = {"master": master, "driver_memory": driver_memory, "conf": {"spark.local.dir": str(local_dir), **extra}}
+    path.write_text(yaml.safe_dump({"spark": spark}, sort_keys=False))
     return path
 
 
@@ -460,7 +467,7 @@ def audit(engine: str, size: int, train: Path, test: Path, workdir: Path, args, 
     out.mkdir(parents=True)
     near = args.near_max_rows is None or size <= args.near_max_rows
     policy = workdir / ("policy.yaml" if near else "policy-without-near.yaml")
-    write_policy(policy, args.sample_rows, near)
+    write_policy(policy, args.sample_rows, near, args.only)
     cmd = [sys.executable, "-m", "auditor", "run", "--engine", engine, "--policy", str(policy),
            "--train", str(train), "--test", str(test), "--label", "label", "--out", str(out / "report"),
            "--format", "json"]
@@ -585,6 +592,10 @@ def main() -> None:
     ap.add_argument("--sample-rows", type=int, default=50_000, help="policy sample.rows (non-native checks on Spark)")
     ap.add_argument("--near-max-rows", type=int, default=None,
                     help="disable leakage.near_duplicates above this training size (when it is too slow there)")
+    ap.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="more Spark configuration for audit.yaml (repeatable)")
+    ap.add_argument("--only", type=lambda t: t.split(","), default=None,
+                    help="enable only these checks (comma-separated ids)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--local-dir", type=Path, default=Path("/tmp/spark-scale-local"), help="spark.local.dir")
@@ -601,10 +612,10 @@ def main() -> None:
         if n % args.chunk or n > args.rows:
             raise SystemExit(f"size {n:,} must be a multiple of --chunk and at most --rows")
     planted = generate(args.data, args.rows, args.test_rows, args.chunk, args.seed)
-    workdir = args.data / "runs"
+    workdir = args.data / ("runs" + (f"-{args.tag}" if args.tag else ""))
     workdir.mkdir(exist_ok=True)
     args.local_dir.mkdir(parents=True, exist_ok=True)
-    write_config(workdir / "audit.yaml", args.master, args.driver_memory, args.local_dir)
+    write_config(workdir / "audit.yaml", args.master, args.driver_memory, args.local_dir, args.spark_conf)
     test = args.data / "test.parquet"
     results = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "machine": {"cores": os.cpu_count(), "memory_gib": round(_physical_gib(), 1),
@@ -623,17 +634,19 @@ def main() -> None:
             results["runs"].append(row)
             by_key[(row["engine"], row["rows"])] = row
     for n in pandas_sizes:
-        row = audit("pandas", n, pandas_input(args.data, n, args.chunk), test, workdir, args, expected(planted, n))
+        row = audit("pandas", n, pandas_input(args.data, workdir, n, args.chunk), test, workdir, args,
+                    expected(planted, n))
         results["runs"].append(row)
         by_key[("pandas", n)] = row
-        (args.data / f"train-{n}.parquet").unlink(missing_ok=True)
+        (workdir / f"train-{n}.parquet").unlink(missing_ok=True)
         if row["result"] == "failed":
             break
     for n in spark_sizes:
-        row = audit("spark", n, spark_input(args.data, n, args.chunk), test, workdir, args, expected(planted, n))
+        row = audit("spark", n, spark_input(args.data, workdir, n, args.chunk), test, workdir, args,
+                    expected(planted, n))
         results["runs"].append(row)
         by_key[("spark", n)] = row
-        shutil.rmtree(args.data / f"train-{n}.parts", ignore_errors=True)
+        shutil.rmtree(workdir / f"train-{n}.parts", ignore_errors=True)
     results["runs"].sort(key=lambda r: (r["rows"], r["engine"]))
     both = sorted(n for e, n in by_key if e == "spark" and by_key.get(("pandas", n), {}).get("flagged") is not None
                   and by_key[("spark", n)].get("flagged") is not None)
