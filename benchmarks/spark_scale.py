@@ -529,7 +529,8 @@ def _gib(mib: int) -> str:
 def markdown(results: dict) -> str:
     lines = ["| train rows | engine | wall time | peak RSS of the tree (GiB) | of which JVM | memory bound | result |",
              "|---:|---|---:|---:|---:|---|---|"]
-    for r in results["runs"]:
+    runs = [r for r in results["runs"] if not r.get("superseded")]
+    for r in runs:
         cap = f"tree RSS <= {r['tree_rss_cap_gib']:g} GiB" if r.get("tree_rss_cap_gib") else ""
         bound = (f"driver {r['driver_memory']} ({r['master']})" if r["engine"] == "spark"
                  else ", ".join(x for x in (cap, f"address space {r['address_space_cap_gib']:g} GiB"
@@ -547,7 +548,7 @@ def markdown(results: dict) -> str:
                      f"{_gib(r['peak_java_rss_mib']) if r['engine'] == 'spark' else '-'} | {bound} | {result} |")
     per_check = ["", "| train rows | engine | start-up, reading, report | "
                  + " | ".join(c.split(".", 1)[1] for c in CHECKS) + " |", "|---:|---|---:|" + "---:|" * len(CHECKS)]
-    for r in results["runs"]:
+    for r in runs:
         if "checks" not in r:
             continue
         cells = []
@@ -603,7 +604,11 @@ def main() -> None:
     ap.add_argument("--previous", type=Path, action="append", default=[],
                     help="a results JSON of an earlier invocation whose runs to include (and compare with)")
     ap.add_argument("--clean", action="store_true", help="delete the generated data at the end")
+    ap.add_argument("--render", type=Path, help="only print the tables of an existing results JSON")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return
 
     sizes = lambda text: [int(s) for s in text.split(",") if s.strip()]  # noqa: E731
     spark_sizes = sizes(args.spark_sizes) if args.spark_sizes is not None else [args.rows]
