@@ -7,6 +7,7 @@ command imports what it needs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -125,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # torch's C++ warnings (e.g. loading an int8 TorchScript model) bypass Python's warning filters and would
     # print on stderr; read when torch is first imported, which the commands do lazily after this point
     os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    _one_line_logging()
     from auditor.errors import AuditorError
 
     try:
@@ -158,6 +160,28 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_UNUSABLE
     return EXIT_UNUSABLE
+
+
+class _OneLine(logging.Formatter):
+    """Library log records as one line on stderr: no tracebacks (a check's failure is in the report)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return " ".join(super().format(record).split())
+
+
+def _one_line_logging() -> None:
+    """Warnings from libraries as one line each, as Python's last-resort handler would print them but without
+    tracebacks; py4j's (the Spark gateway's socket closing when the JVM dies) are dropped: the checks that
+    failed say why."""
+    root = logging.getLogger()
+    if root.handlers:  # an embedding application configured logging
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(_OneLine("%(name)s: %(levelname)s: %(message)s"))
+    handler.addFilter(lambda r: "py4j" not in r.name and f"{os.sep}py4j{os.sep}" not in r.pathname)
+    root.addHandler(handler)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -162,7 +162,7 @@ def run_check(check_id: str, ctx: AuditContext) -> CheckResult:
             if not isinstance(outcome, Outcome):
                 raise TypeError(f"check returned {type(outcome).__name__}, not an Outcome")
         except Exception as e:  # fail closed: recorded as an error, which fails the gate
-            outcome = Outcome(status="error", reason=f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
+            outcome = Outcome(status="error", reason=_failure(e, ctx.engine))
             tb = traceback.format_exc(limit=8)
     return CheckResult(
         id=check_id,
@@ -178,6 +178,18 @@ def run_check(check_id: str, ctx: AuditContext) -> CheckResult:
         traceback=tb,
         sample=sample or None,
     )
+
+
+def _failure(exc: Exception, engine: str) -> str:
+    """A check's error reason: the exception in one line, after Spark's diagnosis when Spark failed it."""
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    if engine == "spark":
+        from auditor.spark import failure_reason
+
+        why = failure_reason(exc)
+        if why:
+            text = f"{why} ({text[:200]})"
+    return text[:500]
 
 
 def _rows_in_files(outcome: Outcome, local: AuditContext) -> Outcome:

@@ -65,6 +65,7 @@ warnings.filterwarnings("ignore", message="PySpark does not yet fully support pa
 
 _lock = threading.Lock()
 _session: "SparkSession | None" = None
+_settings: "SparkSettings | None" = None  # the settings _session was started with
 
 
 def require_pyspark() -> None:
@@ -74,9 +75,23 @@ def require_pyspark() -> None:
         raise AuditorError("--engine spark needs PySpark: pip install 'auditor[spark]' (and a Java 17+ runtime)") from None
 
 
+#: JVM options for the driver (in local mode the executors' heap too), before any the user adds. On JDK 17,
+#: a task thread allocating while another holds a JNI critical region (zstd Parquet decompression) gives up
+#: after 2 retries with a false "Java heap space" (JDK-8192647): measured on the 50M-row benchmark, where
+#: data.validation died with 1 GiB of the 2 GiB heap reclaimable; 100 retries let the GC run. JVMs without
+#: the option ignore it.
+JVM_OPTIONS = ("-XX:+IgnoreUnrecognizedVMOptions", "-XX:+UnlockDiagnosticVMOptions",
+               "-XX:GCLockerRetryAllocationCount=100")
+
+#: Spark's 128 MiB per scan task is sized for executors with gigabytes per core; with the bounded driver
+#: heap of local mode (2 GiB for all tasks) a smaller split keeps each task's decoded rows and cached blocks
+#: small. audit.yaml's ``spark.conf`` overrides it.
+MAX_PARTITION_BYTES = "32m"
+
+
 def session(settings: SparkSettings | None = None) -> "SparkSession":
     """The process's SparkSession, started on first use with ``settings`` (later calls reuse it)."""
-    global _session
+    global _session, _settings
     require_pyspark()
     with _lock:
         if _session is not None:
@@ -85,7 +100,9 @@ def session(settings: SparkSettings | None = None) -> "SparkSession":
         from pyspark.sql import SparkSession
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        java_opts = f"-Dlog4j2.configurationFile=file:{_LOG4J}"
+        conf = dict(settings.conf)
+        java_opts = " ".join([f"-Dlog4j2.configurationFile=file:{_LOG4J}", *JVM_OPTIONS,
+                              conf.pop("spark.driver.extraJavaOptions", "")]).strip()
         builder = (
             SparkSession.builder.appName("auditor")
             .master(settings.master)
@@ -99,8 +116,9 @@ def session(settings: SparkSettings | None = None) -> "SparkSession":
             # Parquet TIMESTAMP(NANOS) (pandas < 3's default) is otherwise unreadable; read as int64 ns, and
             # ``read`` turns the columns back into timestamps
             .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+            .config("spark.sql.files.maxPartitionBytes", MAX_PARTITION_BYTES)
         )
-        for key, value in settings.conf.items():
+        for key, value in conf.items():
             builder = builder.config(key, value)
         try:
             _session = builder.getOrCreate()
@@ -109,7 +127,48 @@ def session(settings: SparkSettings | None = None) -> "SparkSession":
             hint = " (PySpark needs a Java 17+ runtime: apt-get install openjdk-17-jre-headless)" if "JAVA" in text.upper() else ""
             raise AuditorError(f"cannot start Spark ({settings.master}): {text}{hint}") from None
         _session.sparkContext.setLogLevel("ERROR")
+        _settings = settings
         return _session
+
+
+def persist(df: "DataFrame") -> "DataFrame":
+    """``df`` cached for the rest of a check, on the executors' local disks (``spark.local.dir``).
+
+    Not in memory: in local mode the cache shares the bounded driver heap with the running tasks, and a
+    check caches frames as large as its input (a 10M-row dataset's canonical values); Spark's memory store
+    then fills the heap with blocks it must unroll before it can evict them. A disk cache streams blocks
+    out as they are built and is read back through the OS page cache: measured on the 10M-row benchmark,
+    leakage.near_duplicates ran out of a 2 GiB heap with memory caching and completed with disk caching."""
+    from pyspark import StorageLevel
+
+    return df.persist(StorageLevel.DISK_ONLY)
+
+
+def failure_reason(exc: BaseException) -> str | None:
+    """One line for a check that failed because Spark did (its JVM out of heap, stopped, or gone), with what
+    to change; None for any other failure. In local mode an executor's OutOfMemoryError stops the JVM, so
+    the first check sees a stopped SparkContext and the later ones a refused connection."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    oom = "OutOfMemoryError" in text
+    gone = oom or "SparkContext was shut down" in text or "dagScheduler()\" is null" in text \
+        or name in ("Py4JNetworkError", "ConnectionRefusedError", "ConnectionResetError") or not jvm_alive()
+    if not gone:
+        return None
+    why = "ran out of heap memory" if oom else "stopped (most often: out of heap memory in a task)"
+    held = f" (driver_memory {_settings.driver_memory})" if _settings is not None else ""
+    return (f"the Spark JVM {why}{held}: give it more with spark.driver_memory in audit.yaml, or smaller "
+            f"tasks with spark.conf spark.sql.files.maxPartitionBytes; details on stderr")
+
+
+def jvm_alive() -> bool:
+    """Whether the process's Spark session still answers (False when it was never started)."""
+    if _session is None:
+        return False
+    try:
+        return not _session.sparkContext._jsc.sc().isStopped()
+    except Exception:  # the gateway's socket is closed: the JVM is gone
+        return False
 
 
 def _is_remote(path: str) -> bool:

@@ -363,7 +363,7 @@ def _sources(keys: list[int], refs: list[_Reference]) -> dict[int, tuple[str, in
 def ngram_contamination_spark(ctx: "AuditContext", params: NgramParams) -> Outcome:
     from pyspark.sql import functions as F
 
-    from auditor.spark import ROW, session
+    from auditor.spark import ROW, persist, session
 
     test, train = ctx.test, ctx.train
     if test.is_array:
@@ -388,7 +388,7 @@ def ngram_contamination_spark(ctx: "AuditContext", params: NgramParams) -> Outco
     n, min_span = params.n, params.min_span or params.n
 
     ctx.progress.step(f"hashing the n-grams of {test.n_rows:,} test rows")
-    grams = _test_grams(test, text_cols, n, params.min_tokens).persist()
+    grams = persist(_test_grams(test, text_cols, n, params.min_tokens))
     info = grams.agg(F.sort_array(F.collect_set("L")).alias("lengths"),
                      F.approx_count_distinct("h").alias("distinct")).first()
     lengths = [int(x) for x in info["lengths"]]
@@ -396,7 +396,7 @@ def ngram_contamination_spark(ctx: "AuditContext", params: NgramParams) -> Outco
     sizes = ", ".join(map(str, lengths)) or "no"
     ctx.progress.step(f"matching against {n_docs:,} corpus documents (n-grams of {sizes} tokens)")
     corpus = _union(parts).select("doc", _token_hashes(F.col("text")).alias("th"))
-    found = _match(corpus, grams.select("h"), lengths, n, broadcast=info["distinct"] <= BROADCAST_HASHES).persist()
+    found = persist(_match(corpus, grams.select("h"), lengths, n, broadcast=info["distinct"] <= BROADCAST_HASHES))
     try:
         (corpus_totals,) = found.filter(F.col("h") == _TOTALS).collect() or [{"tokens": 0, "ngrams": 0}]
         matched = found.filter(F.col("h") != _TOTALS).select("h", "doc")

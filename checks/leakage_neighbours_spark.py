@@ -230,9 +230,9 @@ class _Cached:
         self.frames: list = []
 
     def keep(self, df: "DataFrame") -> "DataFrame":
-        from pyspark import StorageLevel
+        from auditor.spark import persist
 
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        df = persist(df)
         self.frames.append(df)
         return df
 

@@ -148,7 +148,7 @@ def temporal_leakage(ctx: "AuditContext", params: lk.TemporalParams) -> Outcome:
     """The Spark engine's leakage.temporal: the pandas check's verdict, metrics and findings."""
     from pyspark.sql import functions as F
 
-    from auditor.spark import ROW
+    from auditor.spark import ROW, persist
 
     if not params.column:
         return Outcome.skipped(lk.NO_TIME_COLUMN)
@@ -160,8 +160,7 @@ def temporal_leakage(ctx: "AuditContext", params: lk.TemporalParams) -> Outcome:
     test, kind_te = times(ctx.test, col)
     if kind_tr != kind_te:
         raise ValueError(f"time column {col!r} is {kind_tr} in training but {kind_te} in test")
-    train.persist()
-    test.persist()
+    train, test = persist(train), persist(test)
     try:
         ok = F.col(OK)
         tr = train.agg(F.count(F.when(ok, 1)).alias("n"), F.min(F.when(ok, F.col(T))).alias("start"),

@@ -130,6 +130,8 @@ def _validate_dataset(context, source, name: str, table: "DataFrame", items: lis
 
 def validate(ctx: "AuditContext", params: v.ValidationParams) -> Outcome:
     """The Spark engine's data.validation: the pandas check's suites, metrics and findings, rows from Spark."""
+    from auditor.spark import persist
+
     gx, context = v.gx_context()
     source = context.data_sources.add_spark("auditor", persist=False)
     metrics: dict = {"defaults": params.defaults}
@@ -137,7 +139,7 @@ def validate(ctx: "AuditContext", params: v.ValidationParams) -> Outcome:
     train_columns = list(ctx.train.columns)
     for ds in ctx.datasets():
         table, filled = pandas_like(ds)
-        table.persist()  # GX scans it several times (one aggregate per domain, then the failing rows)
+        table = persist(table)  # GX scans it several times (one aggregate per domain, then the failing rows)
         try:
             items = _items(ds, filled, params, train_columns)
             ctx.progress.step(f"validating {ds.name} ({len(items)} expectations) with Great Expectations on Spark")

@@ -57,11 +57,13 @@ def spark():
 @pytest.fixture
 def small_splits(spark):
     """Spark cuts files into many small splits (as on big data), so row numbering crosses split boundaries."""
-    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
-    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    keys = {"spark.sql.files.maxPartitionBytes": "4096", "spark.sql.files.openCostInBytes": "0"}
+    before = {k: spark.conf.get(k, None) for k in keys}
+    for k, v in keys.items():
+        spark.conf.set(k, v)
     yield spark
-    spark.conf.unset("spark.sql.files.maxPartitionBytes")
-    spark.conf.unset("spark.sql.files.openCostInBytes")
+    for k, v in before.items():
+        spark.conf.set(k, v) if v is not None else spark.conf.unset(k)
 
 
 def both_engines(check_id: str, policy, train=None, test=None, label=None, exclude=(), seed=0, **ctx_kwargs):

@@ -236,3 +236,36 @@ def test_parquet_nanosecond_timestamps_are_read_as_timestamps(tmp_path, spark):
     assert ds.dtype("t") == "timestamp_ntz" and ds.columns == ("t", "x")  # naive, as written
     got = ds.df.orderBy(spark_mod.ROW).toArrow().to_pandas()["t"]
     assert [str(v) for v in got] == [str(v) for v in times]
+
+
+def test_session_bounds_task_memory_and_keeps_users_jvm_options(spark):
+    """Smaller scan tasks than Spark's 128 MiB and JDK 17's GCLocker retries (the 50M-row benchmark's false
+    "Java heap space" without them); audit.yaml's own extraJavaOptions come after ours instead of replacing
+    the quiet log4j configuration."""
+    assert spark.conf.get("spark.sql.files.maxPartitionBytes") == spark_mod.MAX_PARTITION_BYTES
+    opts = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions")
+    assert "GCLockerRetryAllocationCount=100" in opts and "log4j2.configurationFile" in opts
+
+
+def test_spark_failures_get_a_diagnosis_others_keep_theirs(spark):
+    from auditor.engine import _failure
+
+    oom = _failure(RuntimeError("Job aborted: java.lang.OutOfMemoryError: Java heap space"), "spark")
+    assert oom.startswith("the Spark JVM ran out of heap memory") and "spark.driver_memory" in oom
+    assert "OutOfMemoryError" in oom  # the original error stays, shortened
+    assert _failure(ValueError("bad column 'x'"), "spark") == "ValueError: bad column 'x'"  # the JVM is alive
+    assert _failure(RuntimeError("java.lang.OutOfMemoryError"), "pandas") == "RuntimeError: java.lang.OutOfMemoryError"
+
+
+def test_library_logging_is_one_line_and_py4j_is_quiet():
+    """When Spark's JVM dies, py4j logs a traceback through the root logger: the CLI prints none of it."""
+    import subprocess
+    import sys
+
+    code = ("import logging\n"
+            "from auditor.cli import _one_line_logging\n"
+            "_one_line_logging()\n"
+            "logging.getLogger('py4j.clientserver').error('socket closed')\n"
+            "try:\n    1 / 0\nexcept ZeroDivisionError:\n    logging.getLogger('somelib').exception('it broke')\n")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert err.strip() == "somelib: ERROR: it broke"
