@@ -179,9 +179,9 @@ class NearParams(Params):
     max_reference_index: int = Field(200_000, ge=1000, description="distinct training rows searched for the reference; more are subsampled and rescaled")
     exact_pairs: float = Field(
         2e9, ge=0, description="above this many same-block test x train pairs, spaces wider than 12 dimensions are "
-                               "searched with E2LSH (narrower ones always exactly, with KD-trees); on Spark, always "
-                               "E2LSH, and this budget bounds the exact search of the rows whose second neighbour "
-                               "lies beyond the E2LSH radius")
+                               "searched with E2LSH (narrower ones always exactly, with KD-trees; on Spark, always "
+                               "E2LSH); after E2LSH, the rows whose second neighbour lies beyond the search radius "
+                               "are searched exactly when they times the distinct training rows fit this budget")
     target_recall: float = Field(0.99, gt=0, lt=1, description="E2LSH: probability of finding a pair exactly at the search radius (the distance guard)")
     ignore: list[str] = Field(default_factory=list, description="feature columns to leave out")
     text_jaccard: float = Field(0.7, gt=0, le=1, description="text: Jaccard similarity of word shingle sets that makes a near-copy")
@@ -292,9 +292,15 @@ class NearDuplicates(Check):
             radius = max(ref.guard, params.threshold or 0.0)
             ctx.progress.step(f"E2LSH grid search ({pairs:.3g} pairs exceed the exact budget)")
             found, plan = nb.grid_search(Xu, bu, space.test, space.test_block, radius, rng, params.target_recall)
+            beyond, radius = nb.refine_beyond_radius(found, ~is_exact, space.test, space.test_block, Xu, bu, ref.guard,
+                                                     radius, params.exact_pairs)
+            if beyond:
+                ctx.progress.step(f"exact search for {beyond} rows whose second neighbour lies beyond the radius")
             metrics.update({"search": "e2lsh", "pairs_compared": int(found.pairs), "lsh_tables": plan.tables,
                             "lsh_projections_per_table": plan.cells_per_table, "lsh_cell_width": plan.width,
-                            "lsh_recall_at_radius": round(plan.pair_recall, 6)})
+                            "lsh_recall_at_radius": round(plan.pair_recall, 6),
+                            "rows_second_neighbour_beyond_radius": beyond,
+                            "rows_searched_exactly": int(np.isinf(radius).sum())})
         eligible = ~is_exact
         pv = nb.p_values(found, ref, radius)
         cutoff = nb.bh_cutoff(pv[eligible], params.false_alarm)

@@ -247,6 +247,16 @@ def test_e2lsh_search_agrees_with_exact_search(tmp_path):
         assert recall >= 0.95 and precision >= 0.9, (r.metrics["search"], recall, precision)
     assert _rows(lsh) <= _rows(exact)  # the fixed-radius search can only under-flag
     assert lsh.metrics["pairs_compared"] < exact.metrics["pairs_compared"] / 10
+    # with a budget below the full search, the rows whose second neighbour lies beyond the radius (the
+    # near-copies among them) are searched exactly: their verdicts and p-values become the exact search's
+    refined = run_check("leakage.near_duplicates",
+                        _ctx(tmp_path, train, test, _policy("leakage.near_duplicates", exact_pairs=2e5)))
+    assert refined.metrics["search"] == "e2lsh" and refined.metrics["rows_searched_exactly"] >= len(planted)
+    assert refined.metrics["rows_searched_exactly"] == refined.metrics["rows_second_neighbour_beyond_radius"]
+    assert _rows(refined) == _rows(exact)
+    by_row = {m[0]: m for f in exact.findings for m in f.details["matches"]}
+    for m in (m for f in refined.findings for m in f.details["matches"]):
+        assert m == by_row[m[0]]
 
 
 def test_nearest_and_grid_search_agree_with_brute_force():

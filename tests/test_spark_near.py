@@ -66,10 +66,11 @@ def test_planted_near_copies_match_the_pandas_engine(tmp_path, small_splits):
     assert sp_r.metrics["lsh_recall_at_radius"] >= 0.99
 
 
-def test_the_pandas_e2lsh_path_is_reproduced(tmp_path):
-    """Wider than 12 dims with the exact-search budget at 0, the pandas engine uses its E2LSH grid; Spark draws
-    the same grid and, without budget, keeps the fixed-radius rule too, so every metric and match agrees
-    (missing numbers, a categorical, repeated training rows)."""
+@pytest.mark.parametrize("budget", [0, 50_000])
+def test_the_pandas_e2lsh_path_is_reproduced(tmp_path, budget):
+    """Wider than 12 dims with a small exact-search budget, the pandas engine uses its E2LSH grid; Spark draws
+    the same grid. Without budget both keep the fixed-radius rule; with one, both search the same rows beyond
+    the radius exactly. Every metric and match agrees (missing numbers, a categorical, repeated rows)."""
     rng = np.random.default_rng(3)
     n_tr, n_te, dims = 1000, 300, 14
     full = pd.DataFrame({f"f{i}": rng.normal(i, 1 + i, n_tr + n_te) for i in range(dims)})
@@ -84,13 +85,16 @@ def test_the_pandas_e2lsh_path_is_reproduced(tmp_path):
         for c in [f"f{i}" for i in range(dims)]:
             copy[c] = copy[c] + rng.normal(scale=1e-3 * train[c].std())
         test.iloc[t] = copy
-    pd_r, sp_r = both_engines(CHECK, _policy(tmp_path, exact_pairs=0), *_files(tmp_path, train, test), label="label")
+    pd_r, sp_r = both_engines(CHECK, _policy(tmp_path, exact_pairs=budget), *_files(tmp_path, train, test),
+                              label="label")
     assert pd_r.metrics["search"] == sp_r.metrics["search"] == "e2lsh"
     assert sp_r.status == pd_r.status == "fail"
     assert flagged(sp_r) == flagged(pd_r) == {"test": sorted(rows.tolist())}
     assert sp_r.metrics["distinct_train_rows"] == n_tr
-    assert sp_r.metrics["rows_searched_exactly"] == 0, "no exact-search budget: the fixed-radius rule, as pandas"
-    assert set(sp_r.metrics) - {"rows_second_neighbour_beyond_radius", "rows_searched_exactly"} == set(pd_r.metrics)
+    beyond = pd_r.metrics["rows_second_neighbour_beyond_radius"]
+    assert beyond >= len(rows), "the near-copies' second neighbours lie beyond the radius"
+    assert pd_r.metrics["rows_searched_exactly"] == (beyond if budget else 0)
+    assert set(sp_r.metrics) == set(pd_r.metrics)
     for key, value in pd_r.metrics.items():
         assert _same(sp_r.metrics[key], value), (key, sp_r.metrics[key], value)
     assert _same(sp_r.findings[0].details["matches"], pd_r.findings[0].details["matches"])
