@@ -46,8 +46,8 @@ def make(n_train: int, n_test: int, seed: int) -> dict:
 
     out = DATA / "spark_near" / f"{n_train}x{n_test}-s{seed}"
     meta = out / "planted.json"
-    if meta.exists():
-        return json.loads(meta.read_text())
+    if meta.exists():  # the data folder may have moved since it was written
+        return {**json.loads(meta.read_text()), "dir": str(out)}
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     full = pd.DataFrame({f"num{i}": rng.normal(loc=i, scale=1 + i, size=n) for i in range(16)})
@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--skip-exact", action="store_true", help="skip the exact reference (slow beyond ~500k rows)")
     ap.add_argument("--reuse-exact", action="store_true",
                     help="reuse the exact reference of an earlier run on the same data (it does not depend on Spark)")
+    ap.add_argument("--skip-spark", action="store_true", help="measure only the pandas engine (and the exact reference)")
     ap.add_argument("--driver-memory", default="3g")
     args = ap.parse_args()
     n_test = args.test_rows or max(1000, args.rows // 10)
@@ -153,7 +154,8 @@ def main() -> None:
     print(f"{cores()} cores; {args.rows:,} train x {n_test:,} test rows, 17 numeric columns; "
           f"{len(planted)} near-copies planted, {len(plan['exact_copies'])} exact copies", flush=True)
     saved = Path(plan["dir"]) / "exact.json"
-    runs = {"spark": measure("spark_near_duplicates", "run_spark", plan["dir"], args.driver_memory)}
+    runs = {} if args.skip_spark else {"spark": measure("spark_near_duplicates", "run_spark", plan["dir"],
+                                                        args.driver_memory)}
     if args.reuse_exact and saved.exists():
         runs["exact"] = json.loads(saved.read_text())
         print(f"(exact reference reused from {saved})")
