@@ -205,3 +205,23 @@ def test_label_issues_skip_continuous_labels(tmp_path, rng):
     frame = pd.DataFrame({"a": rng.normal(size=200), "label": rng.normal(size=200)})
     r = run_check("data.label_issues", _ctx(tmp_path, frame))
     assert r.status == "skipped" and "continuous" in r.reason
+
+
+def test_validation_out_of_memory_is_an_error_not_a_data_failure():
+    """GX reports an expectation it could not evaluate as failed; lack of memory (50M rows on the pandas
+    engine) must make the check an error, while a data cause (a missing column) stays a finding."""
+    from types import SimpleNamespace
+
+    from auditor.checks import validation as v
+
+    def result(message: str, trace: str) -> SimpleNamespace:
+        info = {"raised_exception": True, "exception_message": message, "exception_traceback": trace}
+        return SimpleNamespace(result={}, exception_info={"metric-id": info})
+
+    oom = result("Unable to allocate 47.7 MiB for an array with shape (50000000,) and data type bool",
+                 "Traceback ...\nnumpy._core._exceptions._ArrayMemoryError: Unable to allocate 47.7 MiB")
+    with pytest.raises(MemoryError, match="train: .* could not be evaluated: Unable to allocate"):
+        v.failure_finding("train", "expect_column_values_to_not_be_null", {"column": "x"}, oom, None, 10)
+    missing = result('The column "x" in BatchData does not exist.', "Traceback ...\nMetricResolutionError: ...")
+    f = v.failure_finding("train", "expect_column_values_to_not_be_null", {"column": "x"}, missing, None, 10)
+    assert "could not be evaluated" in f.message and "does not exist" in f.message
