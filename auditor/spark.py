@@ -77,9 +77,9 @@ def require_pyspark() -> None:
 
 #: JVM options for the driver (in local mode the executors' heap too), before any the user adds. On JDK 17,
 #: a task thread allocating while another holds a JNI critical region (zstd Parquet decompression) gives up
-#: after 2 retries with a false "Java heap space" (JDK-8192647): measured on the 50M-row benchmark, where
-#: data.validation died with 1 GiB of the 2 GiB heap reclaimable; 100 retries let the GC run. JVMs without
-#: the option ignore it.
+#: after 2 retries with a false "Java heap space" (JDK-8192647; the GC log says "Retried waiting for GCLocker
+#: too often"). Measured on the 50M-row benchmark: data.validation died in a 2 GiB heap without the option
+#: and completed with it. JVMs without the option ignore it.
 JVM_OPTIONS = ("-XX:+IgnoreUnrecognizedVMOptions", "-XX:+UnlockDiagnosticVMOptions",
                "-XX:GCLockerRetryAllocationCount=100")
 
