@@ -48,6 +48,18 @@ def compared_columns(train: "Dataset", test: "Dataset", include_label: bool, col
     return cols
 
 
+NO_SHARED_TEXT = "mode 'text' but no text columns are shared by the training and test sets"
+
+
+def near_mode(mode: str, train: "Dataset", test: "Dataset", cols: list[str]) -> "tuple[str, list[str]]":
+    """(the near-duplicate mode to run, the compared columns holding text on either side): ``auto`` is
+    text when any compared column holds text, else table. Both engines decide it here."""
+    text_cols = [c for c in cols if c in set(train.text_columns()) | set(test.text_columns())]
+    if mode == "auto":
+        mode = "text" if text_cols else "table"
+    return mode, text_cols
+
+
 def exact_matches(train: "Dataset", test: "Dataset", include_label: bool = False, columns: list[str] | None = None,
                   ignore: list[str] = ()) -> "tuple[lh.Matches, list[str]]":
     """Test rows equal to a training row (value-level canonical forms), verified value by value."""
@@ -241,14 +253,9 @@ class NearDuplicates(Check):
 
             return self._numeric(ctx, params, array_space(train.X, test.X, ctx.check_seed()), is_exact, "array")
         cols = compared_columns(train, test, False, None, params.ignore)
-        text_cols = [c for c in cols if c in set(train.text_columns()) | set(test.text_columns())]
-        mode = params.mode
-        if mode == "auto":
-            mode = "text" if text_cols else "table"
+        mode, text_cols = near_mode(params.mode, train, test, cols)
         if mode == "text":
-            if not text_cols:
-                return Outcome.skipped("mode 'text' but no text columns are shared by the training and test sets")
-            return self._text(ctx, params, text_cols, is_exact)
+            return self._text(ctx, params, text_cols, is_exact) if text_cols else Outcome.skipped(NO_SHARED_TEXT)
         from auditor.checks.leakage_neighbours import table_space
 
         ctx.progress.step("scaling features")

@@ -701,6 +701,8 @@ def bh_cutoff(p_values: "DataFrame", n: int, q: float, cache: _Cached) -> float:
 
 def run(ctx: "AuditContext", params: "NearParams") -> Outcome:
     """NearDuplicates.run for SparkDatasets: the same modes, metrics, findings and status."""
+    from auditor.checks.leakage import NO_SHARED_TEXT, near_mode
+
     train, test = ctx.train, ctx.test
     cache = _Cached()
     try:
@@ -708,14 +710,9 @@ def run(ctx: "AuditContext", params: "NearParams") -> Outcome:
         ctx.progress.step("finding exact copies (excluded here)")
         staged = (stage(train, test, cols, cache), stage(test, train, cols, cache)) if cols else None
         flags = cache.keep(exact_flags(*staged)) if staged else None
-        text_cols = [c for c in cols if c in set(train.text_columns()) | set(test.text_columns())]
-        mode = params.mode
-        if mode == "auto":
-            mode = "text" if text_cols else "table"
+        mode, text_cols = near_mode(params.mode, train, test, cols)
         if mode == "text":
-            if not text_cols:
-                return Outcome.skipped("mode 'text' but no text columns are shared by the training and test sets")
-            return _text(ctx, params, text_cols, flags, cache)
+            return _text(ctx, params, text_cols, flags, cache) if text_cols else Outcome.skipped(NO_SHARED_TEXT)
         ctx.progress.step("scaling features")
         if not cols:
             return Outcome.skipped("no numeric feature varies in training: a near-copy would be an exact copy")
