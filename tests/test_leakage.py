@@ -308,16 +308,24 @@ def _words(rng, n_words=3000):
     return np.array(words), p / p.sum()
 
 
-def test_near_duplicate_text_rows(tmp_path):
-    rng = np.random.default_rng(11)
+def edited_text_copies(rng, n_train: int, n_test: int, n_copies: int, pool: int | None = None):
+    """(training docs, test docs, test rows, their training sources): Zipf-worded documents of 40-90 words,
+    ``n_copies`` test rows (among the first ``pool``) replaced by a training document with one word changed
+    and its case and spacing changed."""
     words, p = _words(rng)
-    docs = [" ".join(rng.choice(words, rng.integers(40, 90), p=p)) for _ in range(3000)]
-    test = [" ".join(rng.choice(words, rng.integers(40, 90), p=p)) for _ in range(600)]
-    rows, src = rng.choice(600, 40, replace=False), rng.choice(3000, 40, replace=False)
+    docs = [" ".join(rng.choice(words, rng.integers(40, 90), p=p)) for _ in range(n_train)]
+    test = [" ".join(rng.choice(words, rng.integers(40, 90), p=p)) for _ in range(n_test)]
+    rows, src = rng.choice(pool or n_test, n_copies, replace=False), rng.choice(n_train, n_copies, replace=False)
     for t, s in zip(rows, src):
         toks = docs[s].split()
-        toks[rng.integers(len(toks))] = "edited"  # one word changed, case and spacing changed
+        toks[rng.integers(len(toks))] = "edited"
         test[t] = "  ".join(toks).upper()
+    return docs, test, rows, src
+
+
+def test_near_duplicate_text_rows(tmp_path):
+    rng = np.random.default_rng(11)
+    docs, test, rows, src = edited_text_copies(rng, 3000, 600, 40)
     train_f = pd.DataFrame({"body": docs, "label": rng.integers(0, 2, 3000)})
     test_f = pd.DataFrame({"body": test, "label": rng.integers(0, 2, 600)})
     r = run_check("leakage.near_duplicates", _ctx(tmp_path, train_f, test_f))

@@ -11,7 +11,7 @@ import pytest
 
 from auditor import policy as policy_mod
 from tests.conftest import both_engines, flagged, write_policy
-from tests.test_leakage import _words, planted_tables
+from tests.test_leakage import edited_text_copies, planted_tables
 
 pytest.importorskip("pyspark")
 
@@ -113,14 +113,7 @@ def test_text_near_copies_match_the_pandas_engine(tmp_path):
     """Edited copies (a word changed, case and spacing changed) flagged by Jaccard on both engines; an exact
     copy is left to the exact check."""
     rng = np.random.default_rng(22)
-    words, p = _words(rng)
-    docs = [" ".join(rng.choice(words, rng.integers(40, 90), p=p)) for _ in range(800)]
-    test = [" ".join(rng.choice(words, rng.integers(40, 90), p=p)) for _ in range(200)]
-    rows, src = rng.choice(199, 15, replace=False), rng.choice(800, 15, replace=False)
-    for t, s in zip(rows, src):
-        toks = docs[s].split()
-        toks[rng.integers(len(toks))] = "edited"
-        test[t] = "  ".join(toks).upper()
+    docs, test, rows, src = edited_text_copies(rng, 800, 200, 15, pool=199)
     test[199] = docs[3]
     train_f = pd.DataFrame({"body": docs, "label": rng.integers(0, 2, 800)})
     test_f = pd.DataFrame({"body": test, "label": rng.integers(0, 2, 200)})
